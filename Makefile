@@ -1,0 +1,34 @@
+# The two set-up commands: `make demo` and `make test` each create .venv when missing.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# torch==2.13.0 is pinned in pyproject: on CPU machines of this project it is the CPU build lying on
+# disk (pip's find-links). Elsewhere, CPU-only machines can set TORCH_INDEX to PyTorch's CPU index.
+TORCH_INDEX ?=
+TORCH_PIP_ARGS := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
+MODEL ?= smollm2-135m
+
+.PHONY: demo test bench lint clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q $(TORCH_PIP_ARGS) "torch==2.13.0"
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/advisor probe
+	$(VENV)/bin/advisor inspect --model $(MODEL)
+	$(VENV)/bin/advisor estimate --model $(MODEL) --format Q4_K_M
+
+test: $(STAMP)
+	$(VENV)/bin/pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check advisor backends kernels profiles tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

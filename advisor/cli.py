@@ -1,0 +1,163 @@
+"""`advisor` command line: one function per sub-command, errors as one line and an exit code.
+
+Exit codes: 0 ok, 1 unexpected failure, 2 bad input, 3 infeasible targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+from advisor.errors import AdvisorError, BadInput
+
+log = logging.getLogger("advisor")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad usage as one line with exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"advisor: error: {message} (see `{self.prog} --help`)\n")
+        raise SystemExit(2)
+
+
+def _emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from advisor.probe import get_hardware
+    from advisor.render import show_hardware
+
+    hw = get_hardware(args.target, Path(args.out))
+    if args.json:
+        _emit_json(hw.to_dict())
+    else:
+        show_hardware(hw)
+    return 0
+
+
+def cmd_profiles(args: argparse.Namespace) -> int:
+    from advisor.probe import list_targets
+    from advisor.render import show_profiles
+
+    targets = list_targets()
+    if args.json:
+        _emit_json([t.to_dict() for t in targets])
+    else:
+        show_profiles(targets)
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from advisor.inspect import inspect_model
+    from advisor.render import show_model
+
+    spec = inspect_model(args.model)
+    if args.json:
+        _emit_json(spec.to_dict())
+    else:
+        show_model(spec, tensors=args.tensors)
+    return 0
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from advisor.estimate import Workload, estimate
+    from advisor.inspect import inspect_model
+    from advisor.probe import get_hardware
+    from advisor.render import show_estimate
+    from advisor.space import plan_for_format
+
+    try:
+        workload = Workload(prompt_tokens=args.prompt_tokens, new_tokens=args.max_new_tokens,
+                            concurrency=args.batch, context=args.context)
+    except ValueError as e:
+        raise BadInput(str(e), "pass positive integers") from None
+    spec = inspect_model(args.model)
+    plan = plan_for_format(spec, args.format, group_size=args.group_size)
+    hw = get_hardware(args.target, None)
+    est = estimate(spec, plan, hw, workload)
+    if args.json:
+        _emit_json({"model": spec.name, "hardware": hw.name, "workload": workload.to_dict(),
+                    "plan": plan.to_dict(), "estimate": est.to_dict()})
+    else:
+        show_estimate(spec, plan, hw, workload, est)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from advisor.estimate import Workload
+    from advisor.inspect import DEFAULT_MODEL
+
+    defaults = Workload()
+    p = _Parser(prog="advisor", description="Hardware-aware deployment advisor for quantized LLMs.")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging, tracebacks")
+    p.add_argument("-q", "--quiet", action="store_true", help="only errors and results")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def common(sp: argparse.ArgumentParser, model: bool = False, target: bool = False) -> None:
+        sp.add_argument("--json", action="store_true", help="print only JSON on stdout")
+        if model:
+            sp.add_argument("--model", default=DEFAULT_MODEL,
+                            help=f"alias, .gguf file or HF directory (default {DEFAULT_MODEL})")
+        if target:
+            sp.add_argument("--target", default=None,
+                            help="a catalogue device (see `advisor profiles`) instead of this host")
+
+    sp = sub.add_parser("probe", help="describe this host (or --target) as a HardwareProfile")
+    common(sp, target=True)
+    sp.add_argument("--out", default=".", help="output directory whose free disk is reported")
+    sp.set_defaults(func=cmd_probe)
+
+    sp = sub.add_parser("profiles", help="list the device catalogue")
+    common(sp)
+    sp.set_defaults(func=cmd_profiles)
+
+    sp = sub.add_parser("inspect", help="read a model's tensors and roles from its headers")
+    common(sp, model=True)
+    sp.add_argument("--tensors", action="store_true", help="list every tensor")
+    sp.set_defaults(func=cmd_inspect)
+
+    sp = sub.add_parser("estimate", help="predicted memory and roofline latency of a format")
+    common(sp, model=True, target=True)
+    sp.add_argument("--format", required=True,
+                    help="llama.cpp preset/type (Q4_K_M, Q8_0, F16, ...) or W4A16/W8A16/"
+                         "W8A8-INT8/W8A8-FP8/NF4 (aliases int4, int8, fp8, nf4)")
+    sp.add_argument("--group-size", type=int, default=128, help="for int4/int8 (-1: per channel)")
+    sp.add_argument("--context", type=int, default=defaults.context,
+                    help="context tokens held in the KV cache (default prompt + new tokens)")
+    sp.add_argument("--batch", type=int, default=defaults.concurrency,
+                    help="concurrent sequences")
+    sp.add_argument("--prompt-tokens", type=int, default=defaults.prompt_tokens)
+    sp.add_argument("--max-new-tokens", type=int, default=defaults.new_tokens)
+    sp.set_defaults(func=cmd_estimate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except AdvisorError as e:
+        sys.stderr.write(f"advisor: error: {e.one_line()}\n")
+        return e.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("advisor: interrupted\n")
+        return 130
+    except Exception as e:  # noqa: BLE001 - last resort: one line, traceback only with --verbose
+        if args.verbose:
+            raise
+        sys.stderr.write(f"advisor: internal error: {type(e).__name__}: {e} "
+                         "(rerun with --verbose for the traceback)\n")
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,210 @@
+"""Predicted memory and roofline latency of a plan on a target; every figure is *predicted*.
+
+Memory = weights (scales and zero points included) + KV cache (context x batch at the KV dtype) +
+runtime overhead (compute buffers). Latency is a roofline: prefill is compute-bound (2 FLOPs per
+weight per token plus attention), decode is bandwidth-bound (every weight byte and the KV cache
+read once per step), each at an efficiency factor that `make bench` checks against measurement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from advisor import formats
+from advisor.figures import BYTES, SECONDS, Figure, Origin
+from advisor.hardware import CpuInfo, HardwareProfile, Vendor
+from advisor.modelspec import ModelSpec, Role, SourceFormat
+from advisor.plan import QuantPlan
+
+# Fractions of the datasheet/measured roofline that runtimes reach in practice; rough values from
+# llama.cpp and vLLM decode benchmarks, stated as assumptions in every estimate.
+BANDWIDTH_EFFICIENCY = 0.7
+COMPUTE_EFFICIENCY = 0.5
+# CPU peak when no figure is known: FP32 FLOPs per cycle per core by widest SIMD (2 FMA units),
+# at an assumed clock. Marked as an assumption in the estimate.
+_CPU_FLOPS_PER_CYCLE = (("avx512f", 64), ("avx2", 32), ("neon", 16))
+_ASSUMED_CPU_GHZ = 2.5
+# Runtime base overhead (allocator, CUDA context, scratch): bytes.
+RUNTIME_BASE_BYTES = {"llama.cpp": 32 << 20, "vllm": 1 << 30, "transformers": 512 << 20}
+GGUF_TENSOR_ALIGNMENT = 32
+# Which peak rate the matmuls of each storage format run at, by runtime placement.
+_GPU_RATE_KEY = {"W8A8-INT8": "int8", "W8A8-FP8": "fp8"}
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What the deployment serves: prompt and output lengths, concurrent requests, context."""
+
+    prompt_tokens: int = 512
+    new_tokens: int = 128
+    concurrency: int = 1
+    context: int = 0  # 0: prompt_tokens + new_tokens
+
+    def __post_init__(self) -> None:
+        for name in ("prompt_tokens", "new_tokens", "concurrency"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"Workload.{name}={value!r}; expected an integer >= 1")
+        if self.context < 0:
+            raise ValueError(f"Workload.context={self.context}; expected >= 0")
+
+    @property
+    def context_tokens(self) -> int:
+        return self.context or self.prompt_tokens + self.new_tokens
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"prompt_tokens": self.prompt_tokens, "new_tokens": self.new_tokens,
+                "concurrency": self.concurrency, "context": self.context_tokens}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Predicted bytes and latency of one plan on one target."""
+
+    plan_label: str
+    plan_digest: str
+    runtime: str
+    device: str
+    weights: Figure
+    kv_cache: Figure
+    overhead: Figure
+    total_memory: Figure
+    file_size: Figure
+    bits_per_weight: float
+    ttft: Figure
+    per_token: Figure
+    request_latency: Figure
+    device_memory: Figure | None
+    assumptions: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def fits(self) -> bool:
+        return self.device_memory is None or self.total_memory.value <= self.device_memory.value
+
+    def to_dict(self) -> dict[str, Any]:
+        figs = ("weights", "kv_cache", "overhead", "total_memory", "file_size", "ttft",
+                "per_token", "request_latency")
+        out: dict[str, Any] = {
+            "plan_label": self.plan_label,
+            "plan_digest": self.plan_digest,
+            "runtime": self.runtime,
+            "device": self.device,
+            "bits_per_weight": round(self.bits_per_weight, 4),
+            "fits": self.fits,
+            "device_memory": self.device_memory.to_dict() if self.device_memory else None,
+            "assumptions": list(self.assumptions),
+        }
+        out.update({k: getattr(self, k).to_dict() for k in figs})
+        return out
+
+
+def _pred(value: float, unit: str) -> Figure:
+    return Figure(value, unit, Origin.PREDICTED)
+
+
+def runtime_for(plan: QuantPlan, hw: HardwareProfile) -> str:
+    if plan.backend == "gguf":
+        return "llama.cpp"
+    acc = hw.primary
+    return "vllm" if acc is not None and acc.vendor is not Vendor.APPLE else "transformers"
+
+
+def weight_bytes(spec: ModelSpec, plan: QuantPlan) -> dict[str, int]:
+    """Bytes each tensor takes in the plan's formats (scales and zero points included)."""
+    gs = int(plan.options.get("group_size", 128))
+    out = {}
+    for t in spec.tensors:
+        fmt = plan.tensor_formats.get(t.canonical, t.dtype)
+        out[t.canonical] = formats.tensor_bytes(fmt, t.shape, group_size=gs)
+    return out
+
+
+def cpu_peak_flops(cpu: CpuInfo) -> tuple[float, str | None]:
+    """FP32 peak of the host CPU in FLOP/s, and the assumption made when none is known."""
+    if "fp32" in cpu.peak_tflops:
+        return cpu.peak_tflops["fp32"].value * 1e12, None
+    per_cycle = next((n for flag, n in _CPU_FLOPS_PER_CYCLE if flag in cpu.isa), 8)
+    cores = cpu.physical_cores or cpu.logical_cores or 1
+    note = (f"CPU peak assumed {cores} cores x {_ASSUMED_CPU_GHZ} GHz x {per_cycle} FLOP/cycle")
+    return cores * _ASSUMED_CPU_GHZ * 1e9 * per_cycle, note
+
+
+def _rates(plan: QuantPlan, hw: HardwareProfile, runtime: str) -> tuple[float, float, str,
+                                                                           Figure | None, list[str]]:
+    """(bandwidth B/s, compute FLOP/s, device name, device memory, assumptions)."""
+    notes: list[str] = []
+    acc = hw.primary
+    if acc is not None and (runtime != "llama.cpp" or acc.vendor in (Vendor.NVIDIA, Vendor.AMD,
+                                                                       Vendor.APPLE)):
+        schemes = set(plan.tensor_formats.values())
+        key = next((_GPU_RATE_KEY[s] for s in schemes if s in _GPU_RATE_KEY), "fp16")
+        if runtime == "llama.cpp":
+            key = "int8"  # llama.cpp's MMQ kernels run quantized matmuls on int8 dot products
+        peak = acc.peak_tflops.get(key) or acc.peak_tflops.get("fp16")
+        if peak is None:
+            raise ValueError(f"{acc.name} has no peak rate for {key}; the profile must list fp16")
+        if acc.memory_bandwidth is None:
+            raise ValueError(f"{acc.name} has no memory bandwidth in its profile")
+        return acc.memory_bandwidth.value, peak.value * 1e12, acc.name, acc.memory, notes
+    if hw.cpu.memory_bandwidth is None:
+        raise ValueError("the host profile has no memory bandwidth; probe it or pick a --target")
+    flops, note = cpu_peak_flops(hw.cpu)
+    if note:
+        notes.append(note)
+    mem = hw.cpu.ram_available or hw.cpu.ram_total
+    return hw.cpu.memory_bandwidth.value, flops, f"CPU ({hw.cpu.model})", mem, notes
+
+
+def estimate(spec: ModelSpec, plan: QuantPlan, hw: HardwareProfile,
+             workload: Workload | None = None, kv_bytes_per_value: int = 2) -> Estimate:
+    """Predict memory and latency of `plan` for `spec` on `hw` under `workload`."""
+    wl = workload or Workload()
+    runtime = runtime_for(plan, hw)
+    per_tensor = weight_bytes(spec, plan)
+    weights = sum(per_tensor.values())
+    n_params = spec.n_params
+    ctx, batch = wl.context_tokens, wl.concurrency
+    kv_per_token = 2 * spec.n_layers * spec.n_kv_heads * spec.head_dim * kv_bytes_per_value
+    kv = kv_per_token * ctx * batch
+    ubatch = min(wl.prompt_tokens * batch, 512)
+    activations = 4 * ubatch * (4 * spec.hidden_size + 2 * spec.intermediate_size
+                                + spec.vocab_size + spec.n_heads * ctx)
+    overhead = RUNTIME_BASE_BYTES[runtime] + activations
+    if plan.backend == "gguf":
+        meta = spec.metadata_bytes if spec.format is SourceFormat.GGUF else 0
+        file_size = meta + weights + GGUF_TENSOR_ALIGNMENT // 2 * len(per_tensor)
+    else:
+        file_size = weights
+
+    bw, flops, device, device_mem, notes = _rates(plan, hw, runtime)
+    bw_eff, fl_eff = bw * BANDWIDTH_EFFICIENCY, flops * COMPUTE_EFFICIENCY
+    embedding = sum(per_tensor[t.canonical] for t in spec.tensors if t.role is Role.EMBEDDING)
+    # Decode reads every weight once per step; the embedding table only one row per token,
+    # unless it is tied and doubles as the LM head.
+    read_per_step = weights - (0 if spec.tied_embeddings else embedding)
+    matmul_params = n_params - sum(t.n_params for t in spec.tensors if t.role is Role.EMBEDDING)
+    if spec.tied_embeddings:
+        matmul_params += spec.vocab_size * spec.hidden_size
+    mean_ctx = wl.prompt_tokens + wl.new_tokens / 2
+    decode_bytes = read_per_step + kv_per_token * mean_ctx * batch
+    decode_flops = 2 * matmul_params * batch
+    per_token = max(decode_bytes / bw_eff, decode_flops / fl_eff)
+    attn_flops = 2 * spec.n_layers * spec.n_heads * spec.head_dim * wl.prompt_tokens ** 2
+    prefill_flops = (2 * matmul_params * wl.prompt_tokens + attn_flops) * batch
+    ttft = max(prefill_flops / fl_eff, read_per_step / bw_eff)
+    request = ttft + wl.new_tokens * per_token
+    notes += [
+        f"bandwidth efficiency {BANDWIDTH_EFFICIENCY}, compute efficiency {COMPUTE_EFFICIENCY}",
+        f"KV cache at {8 * kv_bytes_per_value}-bit for {ctx} tokens x {batch} sequences",
+        "requests of one batch arrive together (TTFT includes the whole batch's prefill)",
+    ]
+    return Estimate(
+        plan_label=plan.label, plan_digest=plan.digest(), runtime=runtime, device=device,
+        weights=_pred(weights, BYTES), kv_cache=_pred(kv, BYTES), overhead=_pred(overhead, BYTES),
+        total_memory=_pred(weights + kv + overhead, BYTES), file_size=_pred(file_size, BYTES),
+        bits_per_weight=8 * weights / max(n_params, 1),
+        ttft=_pred(ttft, SECONDS), per_token=_pred(per_token, SECONDS),
+        request_latency=_pred(request, SECONDS), device_memory=device_mem,
+        assumptions=tuple(notes),
+    )

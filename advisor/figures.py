@@ -1,0 +1,46 @@
+"""Labelled numbers: every figure the advisor reports says where it came from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+
+# Units used across the project.
+BYTES = "bytes"
+BYTES_PER_S = "bytes/s"
+SECONDS = "s"
+
+
+class Origin(str, Enum):
+    """Where a number comes from."""
+
+    MEASURED = "measured"
+    """Measured on this run, on this host."""
+    PREDICTED = "predicted"
+    """Computed by a model of the hardware or runtime (roofline, byte counts); not measured."""
+    DATASHEET = "datasheet"
+    """Taken from a vendor datasheet via a device profile."""
+    REPORTED = "reported"
+    """Read from the operating system or a driver (NVML, /proc/meminfo, sysctl)."""
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A number with its unit and origin."""
+
+    value: float
+    unit: str
+    origin: Origin
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.origin, Origin):
+            object.__setattr__(self, "origin", Origin(self.origin))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "unit": self.unit, "origin": self.origin.value}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Figure:
+        return cls(value=d["value"], unit=d["unit"], origin=Origin(d["origin"]))

@@ -1,0 +1,133 @@
+"""Read a Hugging Face directory (config.json + *.safetensors headers) into a ModelSpec.
+
+Only headers are read (safetensors' `safe_open` parses the JSON header; `get_slice` gives shapes
+without touching tensor data). Pickle checkpoints are refused: they execute code when loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from advisor.errors import BadInput
+from advisor.inspect.roles import role_of
+from advisor.modelspec import ModelSpec, SourceFormat, TensorInfo
+
+# transformers architecture class -> llama.cpp architecture (gguf-py MODEL_ARCH names).
+# Mistral is converted as llama by llama.cpp's convert_hf_to_gguf.py.
+HF_ARCHITECTURES = {
+    "LlamaForCausalLM": "llama",
+    "MistralForCausalLM": "llama",
+    "Qwen2ForCausalLM": "qwen2",
+    "Qwen3ForCausalLM": "qwen3",
+    "GemmaForCausalLM": "gemma",
+    "Gemma2ForCausalLM": "gemma2",
+}
+
+_DTYPE_NAMES = {"F64": "F64", "F32": "F32", "F16": "F16", "BF16": "BF16", "I8": "I8", "U8": "U8",
+                "I16": "I16", "I32": "I32", "I64": "I64", "F8_E4M3": "F8_E4M3", "F8_E5M2": "F8_E5M2"}
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I8": 1, "U8": 1, "I16": 2, "I32": 4,
+                "I64": 8, "F8_E4M3": 1, "F8_E5M2": 1, "BOOL": 1}
+_REQUIRED = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+             "vocab_size")
+
+
+def _config(d: Path) -> dict[str, Any]:
+    path = d / "config.json"
+    if not path.is_file():
+        raise BadInput(f"{d} has no config.json", "pass a Hugging Face model directory or a .gguf")
+    try:
+        cfg = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BadInput(f"{path} is not valid JSON ({e})", "restore the model's config.json") from None
+    if not isinstance(cfg, dict):
+        raise BadInput(f"{path} is not a JSON object", "restore the model's config.json")
+    for key in _REQUIRED:
+        if not isinstance(cfg.get(key), int) or cfg[key] <= 0:
+            raise BadInput(f"{path} has no valid {key!r}", "restore the model's config.json")
+    return cfg
+
+
+def _arch(cfg: dict[str, Any], where: Path) -> tuple[str, str]:
+    archs = cfg.get("architectures") or []
+    for a in archs:
+        if a in HF_ARCHITECTURES:
+            return a, HF_ARCHITECTURES[a]
+    known = ", ".join(sorted(HF_ARCHITECTURES))
+    raise BadInput(
+        f"{where}/config.json: unsupported architecture {archs or cfg.get('model_type')!r}",
+        f"supported: {known}",
+    )
+
+
+def _canonical_map(arch: str, n_layers: int) -> Any:
+    import gguf
+
+    return gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], n_layers)
+
+
+def _headers(files: list[Path]) -> list[tuple[str, tuple[int, ...], str]]:
+    from safetensors import SafetensorError, safe_open
+
+    out = []
+    for f in files:
+        try:
+            with safe_open(str(f), framework="pt") as st:
+                for key in st.keys():
+                    sl = st.get_slice(key)
+                    out.append((key, tuple(int(s) for s in sl.get_shape()), sl.get_dtype()))
+        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise BadInput(
+                f"{f} is not a readable safetensors file ({msg})",
+                "the file is truncated or corrupt; download it again",
+            ) from None
+    return out
+
+
+def read_hf_dir(d: Path) -> ModelSpec:
+    pickles = sorted(p.name for p in d.glob("*.bin")) + sorted(p.name for p in d.glob("*.pt"))
+    files = sorted(d.glob("*.safetensors"))
+    if not files:
+        if pickles:
+            raise BadInput(
+                f"{d} holds only pickle checkpoints ({', '.join(pickles[:3])}), which run code "
+                "when loaded and are refused",
+                "convert them to safetensors (e.g. `model.save_pretrained(dir, "
+                "safe_serialization=True)` in a sandbox) and pass that directory",
+            )
+        raise BadInput(f"{d} has no *.safetensors files", "pass a Hugging Face model directory")
+    cfg = _config(d)
+    hf_arch, arch = _arch(cfg, d)
+    n_layers = int(cfg["num_hidden_layers"])
+    tmap = _canonical_map(arch, n_layers)
+    tensors = []
+    for key, shape, dtype in _headers(files):
+        canonical = tmap.get_name(key, try_suffixes=(".weight", ".bias"))
+        if canonical is None:
+            canonical = key
+        role, layer = role_of(canonical, len(shape))
+        nbytes = math.prod(shape) * _DTYPE_BYTES.get(dtype, 4)
+        tensors.append(TensorInfo(name=key, canonical=canonical, role=role, layer=layer,
+                                  shape=shape, dtype=_DTYPE_NAMES.get(dtype, dtype), nbytes=nbytes))
+    n_heads = int(cfg["num_attention_heads"])
+    has_lm_head = any(t.canonical == "output.weight" for t in tensors)
+    return ModelSpec(
+        path=str(d),
+        format=SourceFormat.HF,
+        architecture=arch,
+        name=str(cfg.get("_name_or_path") or d.name),
+        hidden_size=int(cfg["hidden_size"]),
+        intermediate_size=int(cfg["intermediate_size"]),
+        n_layers=n_layers,
+        n_heads=n_heads,
+        n_kv_heads=int(cfg.get("num_key_value_heads") or n_heads),
+        head_dim=int(cfg.get("head_dim") or cfg["hidden_size"] // n_heads),
+        vocab_size=int(cfg["vocab_size"]),
+        context_length=int(cfg.get("max_position_embeddings") or 2048),
+        tied_embeddings=not has_lm_head,
+        tensors=tuple(tensors),
+        extra={"hf_architecture": hf_arch, "torch_dtype": cfg.get("torch_dtype")},
+    )

@@ -1,0 +1,156 @@
+"""Human output of the CLI (rich tables). JSON output lives beside each value type."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from advisor.estimate import Estimate, Workload
+from advisor.figures import BYTES, BYTES_PER_S, SECONDS, Figure
+from advisor.hardware import HardwareProfile
+from advisor.modelspec import ModelSpec
+from advisor.plan import QuantPlan
+
+
+def console() -> Console:
+    return Console(highlight=False)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.2f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def human_seconds(s: float) -> str:
+    if s < 1e-3:
+        return f"{s * 1e6:.0f} µs"
+    if s < 1:
+        return f"{s * 1e3:.1f} ms"
+    return f"{s:.2f} s"
+
+
+def fig(f: Figure | None) -> str:
+    if f is None:
+        return "-"
+    if f.unit == BYTES:
+        text = human_bytes(f.value)
+    elif f.unit == BYTES_PER_S:
+        text = f"{f.value / 1e9:,.1f} GB/s"
+    elif f.unit == SECONDS:
+        text = human_seconds(f.value)
+    else:
+        text = f"{f.value:,.4g} {f.unit}"
+    return f"{text} [dim]({f.origin.value})[/dim]"
+
+
+def show_hardware(hw: HardwareProfile) -> None:
+    c = console()
+    c.print(f"[bold]{hw.name}[/bold]  [dim]source: {hw.source}[/dim]")
+    t = Table(show_header=False, box=None, pad_edge=False)
+    cpu = hw.cpu
+    t.add_row("CPU", f"{cpu.model} - {cpu.physical_cores} physical / {cpu.logical_cores} logical")
+    t.add_row("ISA", ", ".join(cpu.isa) or "-")
+    t.add_row("RAM", f"{fig(cpu.ram_total)} total, {fig(cpu.ram_available)} available")
+    t.add_row("RAM bandwidth", fig(cpu.memory_bandwidth))
+    if hw.disk_free is not None:
+        t.add_row("Free disk", fig(hw.disk_free))
+    if not hw.accelerators:
+        t.add_row("Accelerators", "none (CPU runtimes only)")
+    for i, a in enumerate(hw.accelerators):
+        rates = ", ".join(f"{k} {v.value:g}" for k, v in a.peak_tflops.items())
+        t.add_row(f"GPU {i}", f"{a.name} ({a.vendor.value}, {a.arch or '?'})")
+        t.add_row("  memory", f"{fig(a.memory)}{' unified' if a.unified_memory else ''}")
+        t.add_row("  bandwidth", fig(a.memory_bandwidth))
+        t.add_row("  peak TFLOP/s", rates or "-")
+        t.add_row("  supports", ", ".join(c.value for c in a.capabilities) or "-")
+    for rt, fmts in hw.runtimes.items():
+        t.add_row(f"serves ({rt})", ", ".join(fmts))
+    for n in hw.notes:
+        t.add_row("note", n)
+    c.print(t)
+
+
+def show_profiles(targets: list[HardwareProfile]) -> None:
+    t = Table(title="Device catalogue (dense peak rates, TFLOP/s or TOPS)")
+    for col in ("--target", "arch", "memory", "GB/s", "fp16", "int8", "fp8", "HF formats"):
+        t.add_column(col, no_wrap=True)
+    for hw in targets:
+        a = hw.primary
+        mem = a.memory if a else hw.cpu.ram_total
+        bw = a.memory_bandwidth if a else hw.cpu.memory_bandwidth
+        rates = a.peak_tflops if a else hw.cpu.peak_tflops
+
+        def rate(k: str, rates: dict[str, Figure] = rates) -> str:
+            v = rates[k].value if k in rates else None
+            return "-" if v is None else f"{v:.0f}" if v >= 10 else f"{v:.2g}"
+
+        kind = (a.arch or a.vendor.value) if a else "cpu"
+        serves = ", ".join(f for rt, fs in hw.runtimes.items() if rt != "llama.cpp" for f in fs)
+        hf = "fp8" if "W8A8-FP8" in serves else "int4/8" if serves else "-"
+        t.add_row(hw.source.removeprefix("profile:"), kind, f"{mem.value / 2**30:.0f} GiB",
+                  f"{bw.value / 1e9:,.0f}" if bw else "-", rate("fp16"), rate("int8"),
+                  rate("fp8"), hf)
+    console().print(t)
+    console().print("[dim]every target serves GGUF via llama.cpp; `advisor probe --target NAME` shows one entry[/dim]")
+
+
+def show_model(spec: ModelSpec, tensors: bool = False) -> None:
+    c = console()
+    c.print(f"[bold]{spec.name}[/bold]  [dim]{spec.format.value}: {spec.path}[/dim]")
+    t = Table(show_header=False, box=None, pad_edge=False)
+    t.add_row("architecture", spec.architecture)
+    t.add_row("parameters", f"{spec.n_params:,}")
+    t.add_row("layers", str(spec.n_layers))
+    t.add_row("hidden / ffn", f"{spec.hidden_size} / {spec.intermediate_size}")
+    t.add_row("heads (kv)", f"{spec.n_heads} ({spec.n_kv_heads}), head dim {spec.head_dim}")
+    t.add_row("vocab", f"{spec.vocab_size:,}")
+    t.add_row("context", f"{spec.context_length:,}")
+    t.add_row("tied embeddings", "yes" if spec.tied_embeddings else "no")
+    t.add_row("tensor bytes", human_bytes(spec.source_bytes))
+    dtypes = ", ".join(f"{k} {v / spec.n_params:.1%}" for k, v in spec.dtype_counts().items())
+    t.add_row("stored as", dtypes)
+    roles = ", ".join(f"{k} {v:,}" for k, v in spec.role_counts().items())
+    t.add_row("params by role", roles)
+    q = spec.source_quantization
+    if q:
+        t.add_row("[yellow]already quantized[/yellow]",
+                  f"[yellow]source is {q}: its reference is the dequantized {q} weights, so "
+                  f"re-quantizing to {q} looks nearly free[/yellow]")
+    c.print(t)
+    if tensors:
+        tt = Table(title=f"{len(spec.tensors)} tensors")
+        for col in ("name", "role", "layer", "shape", "type", "params"):
+            tt.add_column(col)
+        for x in spec.tensors:
+            tt.add_row(x.canonical, x.role.value, "" if x.layer is None else str(x.layer),
+                       "x".join(map(str, x.shape)), x.dtype, f"{x.n_params:,}")
+        c.print(tt)
+
+
+def show_estimate(spec: ModelSpec, plan: QuantPlan, hw: HardwareProfile, wl: Workload,
+                  est: Estimate) -> None:
+    c = console()
+    c.print(f"[bold]{spec.name}[/bold] as [bold]{plan.label}[/bold] on [bold]{est.device}[/bold] "
+            f"via {est.runtime}  [dim](every figure predicted)[/dim]")
+    t = Table(show_header=False, box=None, pad_edge=False)
+    t.add_row("formats", ", ".join(f"{k} x{v}" for k, v in plan.format_counts().items()))
+    t.add_row("bits per weight", f"{est.bits_per_weight:.3f}")
+    t.add_row("weights", fig(est.weights))
+    t.add_row("file size", fig(est.file_size))
+    t.add_row("KV cache", fig(est.kv_cache))
+    t.add_row("runtime overhead", fig(est.overhead))
+    t.add_row("total memory", fig(est.total_memory))
+    if est.device_memory is not None:
+        verdict = "[green]fits[/green]" if est.fits else "[red]does not fit[/red]"
+        t.add_row("device memory", f"{fig(est.device_memory)} - {verdict}")
+    t.add_row("workload", f"{wl.prompt_tokens} prompt + {wl.new_tokens} new tokens, "
+                          f"{wl.concurrency} concurrent, context {wl.context_tokens}")
+    t.add_row("time to first token", fig(est.ttft))
+    t.add_row("per-token latency", fig(est.per_token))
+    t.add_row("request latency", fig(est.request_latency))
+    for a in est.assumptions:
+        t.add_row("assumes", f"[dim]{a}[/dim]")
+    c.print(t)

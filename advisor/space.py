@@ -1,0 +1,81 @@
+"""From a format name to a per-tensor plan (the plan space grows here with the search)."""
+
+from __future__ import annotations
+
+from advisor import formats
+from advisor.errors import BadInput
+from advisor.modelspec import LINEAR_ROLES, ModelSpec, Role
+from advisor.plan import QuantPlan
+
+# User-facing shorthands for the HF/GPU schemes.
+SCHEME_ALIASES = {
+    "int4": "W4A16",
+    "int8": "W8A16",
+    "w4a16": "W4A16",
+    "w8a16": "W8A16",
+    "w8a8": "W8A8-INT8",
+    "w8a8-int8": "W8A8-INT8",
+    "int8-w8a8": "W8A8-INT8",
+    "fp8": "W8A8-FP8",
+    "w8a8-fp8": "W8A8-FP8",
+    "nf4": "NF4",
+}
+HF_SCHEMES = ("W4A16", "W8A16", "W8A8-INT8", "W8A8-FP8", "NF4")
+GROUPED_SCHEMES = ("W4A16", "W8A16")
+GROUP_SIZES = (32, 64, 128, -1)  # -1: one scale per output channel
+# The backend that writes each scheme when the user names only the format.
+SCHEME_BACKENDS = {
+    "W4A16": "rtn", "W8A16": "rtn", "W8A8-INT8": "smoothquant", "W8A8-FP8": "fp8", "NF4": "nf4",
+}
+
+
+def known_formats() -> list[str]:
+    return [*formats.preset_names(), *formats.ggml_type_names(), *HF_SCHEMES]
+
+
+def canonical_format(fmt: str) -> str:
+    """'q4_k_m' -> 'Q4_K_M', 'int4' -> 'W4A16'; unknown names raise BadInput listing known ones."""
+    low = fmt.strip().lower()
+    if low in SCHEME_ALIASES:
+        return SCHEME_ALIASES[low]
+    up = fmt.strip().upper()
+    if up in HF_SCHEMES or formats.is_preset(up) or formats.is_ggml_type(up):
+        return up
+    raise BadInput(
+        f"unknown format {fmt!r}",
+        "use a llama.cpp preset or type (Q2_K ... Q8_0, Q4_K_M, F16), or one of "
+        f"{', '.join(HF_SCHEMES)} (aliases: int4, int8, fp8, nf4, w8a8)",
+    )
+
+
+def _uniform_ggml(spec: ModelSpec, gtype: str) -> dict[str, str]:
+    out = {}
+    for t in spec.tensors:
+        if t.role in (Role.NORM, Role.OTHER) or len(t.shape) < 2:
+            out[t.canonical] = "F32"
+        else:
+            out[t.canonical] = formats.fallback(gtype, t.row_size)
+    return out
+
+
+def _hf_scheme(spec: ModelSpec, scheme: str) -> dict[str, str]:
+    # Embeddings and LM head stay unquantized by default; norms keep 16-bit storage.
+    return {t.canonical: scheme if t.role in LINEAR_ROLES else "F16" for t in spec.tensors}
+
+
+def plan_for_format(spec: ModelSpec, fmt: str, group_size: int = 128) -> QuantPlan:
+    """The plan a format name stands for: a llama.cpp preset's per-tensor rules, one GGML type
+    for every weight matrix, or an HF scheme on the linear layers."""
+    name = canonical_format(fmt)
+    if formats.is_preset(name):
+        return QuantPlan("gguf", formats.preset_plan(spec, name), label=name)
+    if formats.is_ggml_type(name):
+        return QuantPlan("gguf", _uniform_ggml(spec, name), label=name)
+    if group_size not in GROUP_SIZES:
+        raise BadInput(
+            f"group size {group_size} is not supported",
+            f"use one of {', '.join(map(str, GROUP_SIZES))} (-1 = per channel)",
+        )
+    options = {"group_size": group_size} if name in GROUPED_SCHEMES else {}
+    label = f"{name}-g{group_size}" if options else name
+    return QuantPlan(SCHEME_BACKENDS[name], _hf_scheme(spec, name), options=options, label=label)

