@@ -25,6 +25,9 @@ COMPUTE_EFFICIENCY = 0.5
 # at an assumed clock. Marked as an assumption in the estimate.
 _CPU_FLOPS_PER_CYCLE = (("avx512f", 64), ("avx2", 32), ("neon", 16))
 _ASSUMED_CPU_GHZ = 2.5
+# Fixed cost per decoder layer per forward pass (kernel launches on a GPU, thread barriers on a
+# CPU): small models are launch-bound long before they are bandwidth-bound.
+STEP_OVERHEAD_S_PER_LAYER = {"gpu": 40e-6, "cpu": 10e-6}
 # Runtime base overhead (allocator, CUDA context, scratch): bytes.
 RUNTIME_BASE_BYTES = {"llama.cpp": 32 << 20, "vllm": 1 << 30, "transformers": 512 << 20}
 GGUF_TENSOR_ALIGNMENT = 32
@@ -179,6 +182,8 @@ def estimate(spec: ModelSpec, plan: QuantPlan, hw: HardwareProfile,
 
     bw, flops, device, device_mem, notes = _rates(plan, hw, runtime)
     bw_eff, fl_eff = bw * BANDWIDTH_EFFICIENCY, flops * COMPUTE_EFFICIENCY
+    step_floor = spec.n_layers * STEP_OVERHEAD_S_PER_LAYER["cpu" if device.startswith("CPU")
+                                                          else "gpu"]
     embedding = sum(per_tensor[t.canonical] for t in spec.tensors if t.role is Role.EMBEDDING)
     # Decode reads every weight once per step; the embedding table only one row per token,
     # unless it is tied and doubles as the LM head.
@@ -189,13 +194,14 @@ def estimate(spec: ModelSpec, plan: QuantPlan, hw: HardwareProfile,
     mean_ctx = wl.prompt_tokens + wl.new_tokens / 2
     decode_bytes = read_per_step + kv_per_token * mean_ctx * batch
     decode_flops = 2 * matmul_params * batch
-    per_token = max(decode_bytes / bw_eff, decode_flops / fl_eff)
+    per_token = max(decode_bytes / bw_eff, decode_flops / fl_eff, step_floor)
     attn_flops = 2 * spec.n_layers * spec.n_heads * spec.head_dim * wl.prompt_tokens ** 2
     prefill_flops = (2 * matmul_params * wl.prompt_tokens + attn_flops) * batch
-    ttft = max(prefill_flops / fl_eff, read_per_step / bw_eff)
+    ttft = max(prefill_flops / fl_eff, read_per_step / bw_eff, step_floor)
     request = ttft + wl.new_tokens * per_token
     notes += [
         f"bandwidth efficiency {BANDWIDTH_EFFICIENCY}, compute efficiency {COMPUTE_EFFICIENCY}",
+        f"at least {step_floor * 1e3:.2f} ms per forward pass (fixed per-layer overhead)",
         f"KV cache at {8 * kv_bytes_per_value}-bit for {ctx} tokens x {batch} sequences",
         "requests of one batch arrive together (TTFT includes the whole batch's prefill)",
     ]

@@ -1,0 +1,88 @@
+"""The one Protocol every backend implements, and the small types around it.
+
+A backend turns (ModelSpec, QuantPlan) into files in a staging directory, says whether a target
+can serve them, loads them back for measurement, and writes its serving commands. The search
+never sees more than this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from advisor.hardware import HardwareProfile
+from advisor.modelspec import ModelSpec
+from advisor.plan import QuantPlan
+
+
+@dataclass(frozen=True)
+class Support:
+    """Whether a backend can run here / serve on a target, and why not."""
+
+    ok: bool
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+@dataclass(frozen=True)
+class QuantizeOptions:
+    """What a quantize call needs besides the plan."""
+
+    calib_text: str = ""  # calibration text (importance matrix, GPTQ Hessians); "" = none
+    imatrix: bool = True  # use an importance matrix where the format benefits from it
+    threads: int = 0  # 0 = all cores
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Runner(Protocol):
+    """A loaded quantized model in its real runtime, for quality and latency measurement."""
+
+    def tokenize(self, text: str) -> list[int]: ...
+
+    def logits(self, tokens: list[int]) -> np.ndarray:
+        """Float32 logits [len(tokens), vocab] of one sequence, evaluated from an empty cache."""
+        ...
+
+    def generate(self, tokens: list[int], max_new_tokens: int) -> tuple[list[int], list[float]]:
+        """Greedy decode; returns the new tokens and the wall time (s) at which each arrived,
+        measured from the call (the first entry is the time to first token)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A deployment format and its runtime."""
+
+    name: str
+
+    def available(self) -> Support:
+        """Can this host quantize and run it (dependencies installed)?"""
+        ...
+
+    def serves_on(self, hw: HardwareProfile) -> Support:
+        """Can the target serve this format, and if not, why not."""
+        ...
+
+    def quantize(self, spec: ModelSpec, plan: QuantPlan, out_dir: Path,
+                 options: QuantizeOptions) -> QuantPlan:
+        """Write the weights for `plan` into `out_dir` (a staging directory); return the plan as
+        really written (fallback types recorded)."""
+        ...
+
+    def load(self, artifact_dir: Path, n_ctx: int = 2048, threads: int = 0) -> Runner:
+        """Load written weights in the backend's runtime."""
+        ...
+
+    def serve_files(self, artifact_dir: Path, plan: QuantPlan, hw: HardwareProfile,
+                    n_ctx: int) -> dict[str, str]:
+        """Serving files to add to the artifact (file name -> text): serve.sh, Modelfile, ..."""
+        ...
