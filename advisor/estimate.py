@@ -49,8 +49,10 @@ class Workload:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"Workload.{name}={value!r}; expected an integer >= 1")
-        if self.context < 0:
-            raise ValueError(f"Workload.context={self.context}; expected >= 0")
+        if not isinstance(self.context, int) or self.context < 0:
+            raise ValueError(f"Workload.context={self.context!r}; expected an integer >= 0")
+        if self.context == 0:
+            object.__setattr__(self, "context", self.prompt_tokens + self.new_tokens)
 
     @property
     def context_tokens(self) -> int:
