@@ -178,7 +178,8 @@ def estimate(spec: ModelSpec, plan: QuantPlan, hw: HardwareProfile,
     overhead = RUNTIME_BASE_BYTES[runtime] + activations
     if plan.backend == "gguf":
         meta = spec.metadata_bytes if spec.format is SourceFormat.GGUF else 0
-        file_size = meta + weights + GGUF_TENSOR_ALIGNMENT // 2 * len(per_tensor)
+        file_size = meta + sum(formats.padded(b, GGUF_TENSOR_ALIGNMENT)
+                               for b in per_tensor.values())
     else:
         file_size = weights
 

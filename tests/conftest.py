@@ -13,6 +13,16 @@ def embedded_gguf() -> Path:
     return resolve_model("smollm2-135m")
 
 
+@pytest.fixture(scope="session")
+def embedded_quants(tmp_path_factory: pytest.TempPathFactory,
+                    embedded_gguf: Path) -> dict[str, Path]:
+    """The embedded model quantized by llama.cpp's own preset path, once per session."""
+    from tests.formats.test_llamacpp_quantize import EMBEDDED_PRESETS, quantize
+
+    out = tmp_path_factory.mktemp("smollm2-quants")
+    return {p: quantize(embedded_gguf, out / f"{p}.gguf", p) for p in EMBEDDED_PRESETS}
+
+
 def tiny_hf_model(tmp_path: Path, arch: str = "llama", tie: bool = False, **overrides: object):
     """Save a tiny random model of `arch` built from config as safetensors; return (dir, model)."""
     import torch

@@ -34,7 +34,7 @@ class Category(str, Enum):
 
 
 def category(name: str) -> Category:
-    """tensor_get_category() (l. 118-154): first match wins, substrings as in C."""
+    """tensor_get_category() (l. 119-155): first match wins, substrings as in C."""
     if name == "output.weight":
         return Category.OUTPUT
     if name in ("token_embd.weight", "per_layer_token_embd.weight"):
@@ -89,13 +89,13 @@ class QuantState:
 
 
 def _use_more_bits(i_layer: int, n_layers: int) -> bool:
-    # l. 477-479; C integer division, the modulo only runs when i_layer >= n_layers/8
+    # l. 452-454; C integer division, the modulo only runs when i_layer >= n_layers/8
     return (i_layer < n_layers // 8 or i_layer >= 7 * n_layers // 8
             or (i_layer - n_layers // 8) % 3 == 2)
 
 
 def _layer_info(qs: QuantState, i_layer: int, name: str) -> tuple[int, int]:
-    """layer_info lambda (l. 481-495): MoE models take the layer from the name."""
+    """layer_info lambda (l. 456-470): MoE models take the layer from the name."""
     if qs.n_expert > 1:
         head = name.split(".")
         if len(head) < 3 or head[0] != "blk" or not head[1].lstrip("-").isdigit():
@@ -111,14 +111,14 @@ _IQ1_IQ2 = ("IQ2_XXS", "IQ2_XS", "IQ1_S", "IQ2_S", "IQ2_M", "IQ1_M")
 
 def tensor_type(qs: QuantState, new_type: str, name: str, row_size: int, shape: Sequence[int],
                 cat: Category, out_type: str | None = None, emb_type: str | None = None) -> str:
-    """llama_tensor_get_type_impl() (l. 471-714): the type the mixture picks, before fallback."""
+    """llama_tensor_get_type_impl() (l. 446-714): the type the mixture picks, before fallback."""
     ft, arch = qs.ftype, qs.arch
-    # glm5-next: these stay at Q8_0 or better (l. 498-511)
+    # glm5-next: these stay at Q8_0 or better (l. 472-485)
     if arch == "glm5-next" and any(s in name for s in ("attn_q_a", "attn_q_b", "nextn.eh_proj")):
         if new_type not in ("F32", "BF16", "F16"):
             return "Q8_0"
     if cat is Category.OUTPUT or (qs.has_tied_embeddings and cat is Category.TOKEN_EMBD):
-        # l. 515-536: the output (or tied embedding) gets more bits
+        # l. 488-511: the output (or tied embedding) gets more bits
         if out_type is not None:
             return out_type
         if ft == "MXFP4_MOE":
@@ -129,13 +129,13 @@ def tensor_type(qs: QuantState, new_type: str, name: str, row_size: int, shape: 
             return "Q5_K"
         return new_type if new_type == "Q8_0" else "Q6_K"
     if ft == "MXFP4_MOE":
-        # l. 536-548: stacked experts -> MXFP4, everything else -> Q8_0
+        # l. 512-524: stacked experts -> MXFP4, everything else -> Q8_0
         ne2 = shape[-3] if len(shape) >= 3 else 1
         bailing_expert = arch == "bailingmoe3" and cat in (
             Category.FFN_UP, Category.FFN_GATE, Category.FFN_DOWN)
         return "MXFP4" if ne2 > 1 and (arch != "bailingmoe3" or bailing_expert) else "Q8_0"
     if cat is Category.TOKEN_EMBD:
-        # l. 548-567
+        # l. 525-542
         if emb_type is not None:
             return emb_type
         if ft in ("IQ2_XXS", "IQ2_XS", "IQ1_S", "IQ1_M"):
@@ -150,17 +150,17 @@ def tensor_type(qs: QuantState, new_type: str, name: str, row_size: int, shape: 
     if is_attn_v(cat):
         return _attn_v(qs, new_type)
     if cat is Category.ATTENTION_K:
-        # l. 606-618
+        # l. 605-616
         if qs.n_expert == 8:
             return "Q8_0"
         return {"IQ3_XS": "IQ3_XXS", "IQ3_XXS": "IQ2_S"}.get(ft, new_type)
     if cat is Category.ATTENTION_Q:
-        # l. 618-625
+        # l. 617-623
         return {"IQ3_XS": "IQ3_XXS", "IQ3_XXS": "IQ2_S"}.get(ft, new_type)
     if cat is Category.FFN_DOWN:
         return _ffn_down(qs, new_type, name)
     if cat is Category.ATTENTION_OUTPUT:
-        # l. 668-686
+        # l. 669-688
         if arch != "falcon":
             if qs.n_expert == 8:
                 if ft in ("Q2_K", "IQ3_XS", "IQ3_XXS", "Q3_K_S", "Q3_K_M", "IQ4_NL", "Q4_K_S",
@@ -170,9 +170,9 @@ def tensor_type(qs: QuantState, new_type: str, name: str, row_size: int, shape: 
             return {"Q2_K": "Q3_K", "IQ3_XXS": "IQ3_S", "Q3_K_M": "Q4_K", "Q3_K_L": "Q5_K",
                     "IQ3_M": "Q4_K"}.get(ft, new_type)
         return "Q4_K" if ft == "Q3_K_L" else new_type
-    # l. 687-694, ATTENTION_QKV: unreachable here, category_is_attn_v() took it above.
+    # l. 689-695, ATTENTION_QKV: unreachable here, category_is_attn_v() took it above.
     if cat in (Category.FFN_GATE, Category.FFN_UP):
-        # l. 695-711
+        # l. 696-711
         counter = qs.i_ffn_gate if cat is Category.FFN_GATE else qs.i_ffn_up
         i_layer, n_layer = _layer_info(qs, counter, name)
         if ft == "IQ3_XS" and n_layer // 8 <= i_layer < 7 * n_layer // 8:
@@ -185,7 +185,7 @@ def tensor_type(qs: QuantState, new_type: str, name: str, row_size: int, shape: 
 
 
 def _iq1_iq2(qs: QuantState, new_type: str, cat: Category) -> str:
-    """The IQ1/IQ2 branch (l. 567-590)."""
+    """The IQ1/IQ2 branch (l. 543-566)."""
     ft = qs.ftype
     iq3_s_or_q2_k = "IQ3_S" if ft in ("IQ2_S", "IQ2_M") else "Q2_K"
     if is_attn_v(cat):
@@ -208,7 +208,7 @@ def _iq1_iq2(qs: QuantState, new_type: str, cat: Category) -> str:
 
 
 def _attn_v(qs: QuantState, new_type: str) -> str:
-    """The attn_v / attn_qkv / attn_kv_b branch (l. 590-606)."""
+    """The attn_v / attn_qkv / attn_kv_b branch (l. 567-604)."""
     ft, gqa4 = qs.ftype, qs.n_gqa >= 4
     if ft == "Q2_K":
         new_type = "Q4_K" if gqa4 else "Q3_K"
@@ -240,7 +240,7 @@ def _attn_v(qs: QuantState, new_type: str) -> str:
 
 
 def _ffn_down(qs: QuantState, new_type: str, name: str) -> str:
-    """The ffn_down branch (l. 625-668)."""
+    """The ffn_down branch (l. 624-668)."""
     ft, falcon = qs.ftype, qs.arch == "falcon"
     i_layer, n_layer = _layer_info(qs, qs.i_ffn_down, name)
     if ft == "Q2_K":

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+from gguf.constants import GGML_QUANT_SIZES
 
 from advisor.errors import BadInput
 
@@ -148,9 +148,9 @@ def padded(nbytes: int, alignment: int = GGUF_ALIGNMENT) -> int:
 def fallback(type_name: str, row_size: int) -> str:
     """The type llama.cpp writes when `type_name` does not fit rows of `row_size` weights.
 
-    Port of tensor_type_fallback() in src/llama-quant.cpp (llama-cpp-python 0.3.36): 256-blocks
-    demote to a 32-block type of similar size; if even that does not divide the row, F16. A type
-    that fits is returned unchanged.
+    Port of tensor_type_fallback(), src/llama-quant.cpp l. 390-443 (llama-cpp-python 0.3.36):
+    256-blocks demote to a 32-block type of similar size; if even that does not divide the row,
+    F16. A type that fits is returned unchanged.
     """
     t = ggml_type(type_name)
     if row_size % t.block_size == 0:

@@ -15,6 +15,7 @@
 - F16 / BF16 / F32: unquantized.
 
 A 3-D shape (experts, out, in) is that many separate matrices, as the libraries quantize them.
+A row that no group divides gets ceil(in / group_size) groups (the last one partial).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ _BITS = {"W4A16": 4, "W8A16": 8}
 _FLOAT_BYTES = {"F16": 2, "BF16": 2, "F32": 4}
 _WEIGHT_SHAPE_BYTES = 2 * 8  # compressed-tensors weight_shape: torch.tensor(torch.Size) is int64
 _NF4_BLOCK = 64  # bitsandbytes Linear4bit / Params4bit default blocksize
-_NF4_NESTED_BLOCK = 256  # quantize_4bit(compress_statistics=True): quantize_blockwise(blocksize=256)
+_NF4_NESTED_BLOCK = 256  # quantize_4bit(compress_statistics=True) -> quantize_blockwise(256)
 _NF4_CODE_BYTES = 16 * 4  # quant_map: the 16 NF4 levels, fp32
 _NF4_NESTED_CODE_BYTES = 256 * 4  # nested_quant_map: the dynamic 8-bit code, fp32
 

@@ -109,7 +109,7 @@ def _n_dims(shape: Sequence[int]) -> int:
 
 
 def _allows_quantization(name: str, n_dims: int, arch: str, quantize_output: bool) -> bool:
-    """tensor_allows_quantization() (l. 291-395), params->only_copy being false."""
+    """tensor_allows_quantization() (l. 287-385), params->only_copy being false."""
     if n_dims < 2:
         return False
     if not name.endswith("weight") or "_norm.weight" in name:
@@ -199,7 +199,7 @@ def preset_plan(
 def requires_imatrix(spec: ModelSpec, preset_name: str, **opts: object) -> bool:
     """Whether llama.cpp refuses to write this preset without an importance matrix.
 
-    tensor_requires_imatrix() and the check of the preliminary loop (l. 856-875, 1126-1143): a
+    tensor_requires_imatrix() and the check of the preliminary loop (l. 856-875, 1108-1145): a
     quantizable tensor other than token_embd/output whose target is IQ1_*, IQ2_* or IQ3_XXS, or
     Q2_K inside a Q2_K_S file. `opts` are preset_plan's keywords.
     """
@@ -255,7 +255,7 @@ def _plan(
             continue
         allowed.add(name)
         cat = _mixture.category(name)
-        # llama_tensor_get_type() (l. 716-767)
+        # llama_tensor_get_type() (l. 717-772)
         if emb_type is not None and cat is Category.TOKEN_EMBD:
             # per_layer_token_embd may still be named by a --tensor-type pattern
             named = name == "per_layer_token_embd.weight" and any(r.search(name) for r, _ in ovr)
@@ -273,7 +273,7 @@ def _plan(
             elif not pure:
                 new_type = _mixture.tensor_type(qs, new_type, name, t.row_size, t.shape, cat,
                                                 out_type, emb_type)
-            # incompatible shapes fall back to a compatible type (l. 762)
+            # incompatible shapes fall back to a compatible type (l. 769)
             new_type = fallback(new_type, t.row_size)
         plan[name] = new_type
     return {t.canonical: plan[t.canonical] for t in spec.tensors}, allowed

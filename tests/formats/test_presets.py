@@ -124,7 +124,7 @@ def test_hf_source_keeps_norms_f32() -> None:
 
 def test_requires_imatrix() -> None:
     spec = synthetic_spec()
-    for name in ("IQ2_XXS", "IQ2_XS", "IQ1_S", "IQ1_M", "IQ3_XXS", "Q2_K_S", "IQ2_S"):
+    for name in ("IQ2_XXS", "IQ2_XS", "IQ1_S", "IQ1_M", "IQ3_XXS", "IQ3_XS", "Q2_K_S", "IQ2_S"):
         assert formats.requires_imatrix(spec, name), name
     for name in ("Q2_K", "Q4_K_M", "IQ4_XS", "IQ4_NL", "IQ3_S", "Q8_0", "F16"):
         assert not formats.requires_imatrix(spec, name), name
