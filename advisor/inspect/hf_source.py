@@ -26,8 +26,6 @@ HF_ARCHITECTURES = {
     "Gemma2ForCausalLM": "gemma2",
 }
 
-_DTYPE_NAMES = {"F64": "F64", "F32": "F32", "F16": "F16", "BF16": "BF16", "I8": "I8", "U8": "U8",
-                "I16": "I16", "I32": "I32", "I64": "I64", "F8_E4M3": "F8_E4M3", "F8_E5M2": "F8_E5M2"}
 _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I8": 1, "U8": 1, "I16": 2, "I32": 4,
                 "I64": 8, "F8_E4M3": 1, "F8_E5M2": 1, "BOOL": 1}
 _REQUIRED = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
@@ -41,7 +39,8 @@ def _config(d: Path) -> dict[str, Any]:
     try:
         cfg = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BadInput(f"{path} is not valid JSON ({e})", "restore the model's config.json") from None
+        raise BadInput(f"{path} is not valid JSON ({e})",
+                       "restore the model's config.json") from None
     if not isinstance(cfg, dict):
         raise BadInput(f"{path} is not a JSON object", "restore the model's config.json")
     for key in _REQUIRED:
@@ -111,7 +110,7 @@ def read_hf_dir(d: Path) -> ModelSpec:
         role, layer = role_of(canonical, len(shape))
         nbytes = math.prod(shape) * _DTYPE_BYTES.get(dtype, 4)
         tensors.append(TensorInfo(name=key, canonical=canonical, role=role, layer=layer,
-                                  shape=shape, dtype=_DTYPE_NAMES.get(dtype, dtype), nbytes=nbytes))
+                                  shape=shape, dtype=dtype, nbytes=nbytes))
     n_heads = int(cfg["num_attention_heads"])
     has_lm_head = any(t.canonical == "output.weight" for t in tensors)
     return ModelSpec(
@@ -129,5 +128,6 @@ def read_hf_dir(d: Path) -> ModelSpec:
         context_length=int(cfg.get("max_position_embeddings") or 2048),
         tied_embeddings=not has_lm_head,
         tensors=tuple(tensors),
-        extra={"hf_architecture": hf_arch, "torch_dtype": cfg.get("torch_dtype")},
+        extra={"hf_architecture": hf_arch, "torch_dtype": cfg.get("torch_dtype"),
+               "n_expert": int(cfg.get("num_local_experts") or cfg.get("num_experts") or 0)},
     )

@@ -97,3 +97,26 @@ def test_bad_hf_dirs(tmp_path: Path) -> None:
     st.write_bytes(b"\xff" * 8 + b"{}")
     with pytest.raises(BadInput, match="safetensors"):
         inspect_model(str(d))
+
+
+def test_corrupt_gguf_headers_only_raise_bad_input(tmp_path: Path, embedded_gguf: Path) -> None:
+    """Truncations and byte flips anywhere in the header end in BadInput, never a crash."""
+    import random
+
+    from advisor.inspect.gguf_header import read_header
+
+    head = embedded_gguf.read_bytes()[: read_header(embedded_gguf).data_offset + 4096]
+    rng = random.Random(0)
+    p = tmp_path / "bad.gguf"
+    for i in range(60):
+        data = bytearray(head)
+        if i % 2:
+            data = data[: rng.randrange(4, len(data))]
+        else:
+            for _ in range(4):
+                data[rng.randrange(4, 4096)] = rng.randrange(256)
+        p.write_bytes(bytes(data))
+        try:
+            inspect_model(str(p))
+        except BadInput:
+            pass
