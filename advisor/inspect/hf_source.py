@@ -86,9 +86,28 @@ def _headers(files: list[Path]) -> list[tuple[str, tuple[int, ...], str]]:
     return out
 
 
+def weight_files(d: Path) -> list[Path]:
+    """The safetensors files that hold the model: those of the weight index when there is one
+    (a directory may also hold e.g. Mistral's consolidated.safetensors), else model*.safetensors,
+    else every *.safetensors."""
+    index = d / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError):
+            raise BadInput(f"{index} is not a valid weight index",
+                           "restore it or remove it") from None
+        missing = [n for n in names if not (d / n).is_file()]
+        if missing:
+            raise BadInput(f"{d} lacks {missing[0]} named by its weight index",
+                           "download every shard")
+        return [d / n for n in names]
+    return sorted(d.glob("model*.safetensors")) or sorted(d.glob("*.safetensors"))
+
+
 def read_hf_dir(d: Path) -> ModelSpec:
     pickles = sorted(p.name for p in d.glob("*.bin")) + sorted(p.name for p in d.glob("*.pt"))
-    files = sorted(d.glob("*.safetensors"))
+    files = weight_files(d)
     if not files:
         if pickles:
             raise BadInput(
