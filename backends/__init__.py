@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import backends.gguf  # noqa: F401
 from backends.registry import get_backend, names
 
 __all__ = ["get_backend", "names"]

@@ -33,7 +33,9 @@ class Support:
 class QuantizeOptions:
     """What a quantize call needs besides the plan."""
 
-    calib_text: str = ""  # calibration text (importance matrix, GPTQ Hessians); "" = none
+    # calibration text (importance matrix, GPTQ Hessians); "" = the project's default,
+    # advisor.textdata.default_calibration_text() (data/calibration.txt)
+    calib_text: str = ""
     imatrix: bool = True  # use an importance matrix where the format benefits from it
     threads: int = 0  # 0 = all cores
     seed: int = 0

@@ -43,6 +43,12 @@ class TensorHeader:
     type: GGMLQuantizationType
     offset: int  # from the start of the data section
     nbytes: int
+    file_offset: int  # absolute position of the data in the file
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """PyTorch order (ne reversed): the row size is last."""
+        return tuple(reversed(self.ne))
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,10 @@ class GgufHeader:
     tensors: tuple[TensorHeader, ...]
     data_offset: int
     file_size: int
+
+    def types(self) -> dict[str, str]:
+        """Tensor name -> GGML type name, as written."""
+        return {t.name: t.type.name for t in self.tensors}
 
 
 class _Cursor:
@@ -157,5 +167,5 @@ def _parse(buf: mmap.mmap | bytes, size: int) -> GgufHeader:
         nbytes = _tensor_bytes(ttype, ne)
         if data_offset + offset + nbytes > size:
             raise ValueError(f"tensor {name!r} runs past the end of the file")
-        tensors.append(TensorHeader(name, ne, ttype, offset, nbytes))
+        tensors.append(TensorHeader(name, ne, ttype, offset, nbytes, data_offset + offset))
     return GgufHeader(version, kv, tuple(tensors), data_offset, size)

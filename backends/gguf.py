@@ -1,0 +1,138 @@
+"""The GGUF backend: llama.cpp's own quantizer writes the plan, llama.cpp runs and serves it.
+
+Quantize: `llama_model_quantize` with one exact-name type override per tensor (gguf_quant), an
+importance matrix computed in llama.cpp from calibration text where a planned type reads one
+(gguf_imatrix), and the written file read back so the returned plan is what is really on disk.
+Load: `GgufRunner` (gguf_llama). Serve: `serve.sh` and an Ollama `Modelfile` (gguf_serve).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from advisor.errors import AdvisorError, BadInput
+from advisor.hardware import HardwareProfile, Vendor
+from advisor.modelspec import ModelSpec, SourceFormat
+from advisor.plan import QuantPlan
+from advisor.textdata import default_calibration_text
+from backends.base import QuantizeOptions, Runner, Support
+from backends.gguf_imatrix import Imatrix, imatrix_for
+from backends.gguf_llama import GgufRunner
+from backends.gguf_quant import QuantJob, plan_job, run_job, written_types
+from backends.gguf_serve import serve_files
+from backends.registry import register
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.gguf"
+_SOURCE_DIR = ".source"  # temporary conversion of an HF source, removed after quantizing
+_RUNTIME_BY_VENDOR = {Vendor.NVIDIA: "CUDA", Vendor.AMD: "ROCm/HIP", Vendor.APPLE: "Metal"}
+
+
+@contextmanager
+def _gguf_source(spec: ModelSpec, out_dir: Path) -> Iterator[tuple[Path, ModelSpec]]:
+    """The GGUF to quantize and its spec: the source itself, or a conversion of an HF dir."""
+    if spec.format is SourceFormat.GGUF:
+        yield Path(spec.path), spec
+        return
+    from advisor.inspect.gguf_source import read_gguf
+    from backends.gguf_convert import convert_hf_to_gguf
+
+    tmp = out_dir / _SOURCE_DIR
+    try:
+        converted = convert_hf_to_gguf(spec, tmp)
+        yield converted, read_gguf(converted)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _model_path(artifact: Path) -> Path:
+    """An artifact directory's model.gguf, or a .gguf file given directly (e.g. the source)."""
+    artifact = Path(artifact)
+    return artifact if artifact.is_file() else artifact / MODEL_FILE
+
+
+@register("gguf")
+class GgufBackend:
+    """llama.cpp GGUF files: every GGML type and preset, CPU, CUDA, ROCm and Metal."""
+
+    name = "gguf"
+
+    def available(self) -> Support:
+        try:
+            import gguf  # noqa: F401
+            import llama_cpp
+        except ImportError as e:
+            return Support(False, f"llama-cpp-python or gguf not installed: {e}; "
+                                  "pip install llama-cpp-python gguf")
+        return Support(True, f"llama-cpp-python {getattr(llama_cpp, '__version__', '?')}")
+
+    def serves_on(self, hw: HardwareProfile) -> Support:
+        acc = hw.primary
+        if acc is None:
+            return Support(True, "llama.cpp serves GGUF on the CPU")
+        runtime = _RUNTIME_BY_VENDOR.get(acc.vendor, acc.vendor.value)
+        return Support(True, f"llama.cpp serves GGUF on {acc.name} ({runtime}) and the CPU")
+
+    def quantize(self, spec: ModelSpec, plan: QuantPlan, out_dir: Path,
+                 options: QuantizeOptions) -> QuantPlan:
+        if plan.backend != self.name:
+            raise BadInput(f"plan {plan.label or plan.digest()} is for backend {plan.backend!r}",
+                           "give the gguf backend a plan of GGML types")
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        dst = out_dir / MODEL_FILE
+        with _gguf_source(spec, out_dir) as (src, src_spec):
+            job = plan_job(src_spec, plan)
+            imatrix = self._imatrix(spec, src, job, options)
+            t0 = time.perf_counter()
+            run_job(src, dst, job, imatrix, options.threads)
+            log.info("wrote %s (%s, %.1f MiB) in %.1f s", dst, plan.label or job.ftype.name,
+                     dst.stat().st_size / 2**20, time.perf_counter() - t0)
+        written = written_types(dst)
+        surprises = {t.name: (t.expected, written.get(t.name)) for t in job.targets
+                     if written.get(t.name) != t.expected}
+        if surprises:  # our port of llama.cpp's rules disagrees with llama.cpp: say so loudly
+            log.warning("llama.cpp wrote other types than predicted: %s", surprises)
+        fallbacks = {t.name: [t.planned, written[t.name]] for t in job.targets
+                     if written.get(t.name, t.planned) != t.planned}
+        opts = {**plan.options, "imatrix": imatrix is not None, "fallbacks": fallbacks,
+                "ftype": job.file_type_name}
+        if imatrix is not None:
+            opts["calibration_sha256"] = imatrix.text_sha256
+        return QuantPlan(self.name, written, options=opts, label=plan.label)
+
+    @staticmethod
+    def _imatrix(spec: ModelSpec, src: Path, job: QuantJob,
+                 options: QuantizeOptions) -> Imatrix | None:
+        """The importance matrix when a planned type reads it (and the user allows it)."""
+        required = job.requires_imatrix()
+        if required and not options.imatrix:
+            raise BadInput(f"{len(required)} tensors ({required[0]}, ...) are planned in types "
+                           "llama.cpp writes only with an importance matrix",
+                           "turn --imatrix on, or plan other types (IQ1/IQ2/IQ3_XXS need one)")
+        if not (options.imatrix and job.benefits_from_imatrix()):
+            return None
+        text = options.calib_text or default_calibration_text()
+        imatrix = imatrix_for(src, text, key_path=Path(spec.path), threads=options.threads)
+        missing = [n for n in required if n not in imatrix.values]
+        if missing:
+            raise AdvisorError(f"the importance matrix has no data for {missing[0]} "
+                               f"(and {len(missing) - 1} more)", "use a longer calibration text")
+        return imatrix
+
+    def load(self, artifact_dir: Path, n_ctx: int = 2048, threads: int = 0) -> Runner:
+        import llama_cpp
+
+        gpu = -1 if llama_cpp.llama_supports_gpu_offload() else 0
+        return GgufRunner(_model_path(artifact_dir), n_ctx=n_ctx, threads=threads,
+                          gpu_layers=gpu)
+
+    def serve_files(self, artifact_dir: Path, plan: QuantPlan, hw: HardwareProfile,
+                    n_ctx: int) -> dict[str, str]:
+        return serve_files(_model_path(artifact_dir), plan, hw, n_ctx)

@@ -1,0 +1,131 @@
+"""Atomic artifact directories: complete or absent, report.json last, --out checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from advisor.artifact import (
+    PARTIAL_INFIX,
+    REPORT_FILE,
+    REPORT_SCHEMA_VERSION,
+    is_complete,
+    staging,
+    write_report,
+)
+from advisor.errors import AdvisorError, BadInput
+
+
+def _make(out: Path, payload: str) -> None:
+    with staging(out) as stage:
+        (stage / "model.bin").write_text(payload)
+        write_report(stage, {"payload": payload})
+
+
+def test_success_renames_into_place(tmp_path: Path) -> None:
+    out = tmp_path / "a" / "artifact"  # missing parents are created
+    _make(out, "one")
+    assert is_complete(out)
+    report = json.loads((out / REPORT_FILE).read_text())
+    assert report["version"] == REPORT_SCHEMA_VERSION and report["payload"] == "one"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["artifact"]
+
+
+def test_exception_leaves_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "artifact"
+    with pytest.raises(ValueError), staging(out) as stage:
+        (stage / "model.bin").write_text("half")
+        write_report(stage, {})  # even a report in the staging dir never reaches `out`
+        raise ValueError("boom")
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_keep_partial_keeps_a_clearly_named_dir(tmp_path: Path) -> None:
+    out = tmp_path / "artifact"
+    with pytest.raises(KeyboardInterrupt), staging(out, keep_partial=True) as stage:
+        (stage / "model.bin").write_text("half")
+        raise KeyboardInterrupt
+    (kept,) = tmp_path.iterdir()
+    assert kept.name.startswith(f".artifact{PARTIAL_INFIX}")
+    assert not (kept / REPORT_FILE).exists() and not out.exists()
+
+
+def test_sigterm_cleans_up(tmp_path: Path) -> None:
+    out = tmp_path / "artifact"
+    with pytest.raises(SystemExit) as exc, staging(out) as stage:
+        (stage / "model.bin").write_text("half")
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert exc.value.code == 128 + signal.SIGTERM
+    assert list(tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
+
+
+def test_failed_rerun_keeps_previous_artifact(tmp_path: Path) -> None:
+    out = tmp_path / "artifact"
+    _make(out, "one")
+    with pytest.raises(RuntimeError), staging(out) as stage:
+        (stage / "model.bin").write_text("two")
+        raise RuntimeError
+    assert (out / "model.bin").read_text() == "one" and is_complete(out)
+    _make(out, "two")  # a complete rerun replaces it
+    assert (out / "model.bin").read_text() == "two"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["artifact"]
+
+
+def test_report_must_exist_and_be_last(tmp_path: Path) -> None:
+    with pytest.raises(AdvisorError, match=REPORT_FILE), staging(tmp_path / "a") as stage:
+        (stage / "model.bin").write_text("x")
+    with pytest.raises(AdvisorError, match="last"), staging(tmp_path / "b") as stage:
+        write_report(stage, {})
+        late = stage / "late.txt"
+        late.write_text("x")
+        st = (stage / REPORT_FILE).stat()
+        os.utime(late, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_is_complete(tmp_path: Path) -> None:
+    assert not is_complete(tmp_path)
+    (tmp_path / REPORT_FILE).write_text("{not json")
+    assert not is_complete(tmp_path)
+    (tmp_path / REPORT_FILE).write_text(json.dumps({"version": REPORT_SCHEMA_VERSION + 1}))
+    assert not is_complete(tmp_path)
+    (tmp_path / REPORT_FILE).write_text(json.dumps({"version": REPORT_SCHEMA_VERSION}))
+    assert is_complete(tmp_path)
+
+
+def test_out_checks(tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(BadInput) as exc, staging(foreign):
+        pass
+    assert exc.value.fix and "new or empty" in exc.value.fix
+    assert (foreign / "notes.txt").read_text() == "mine"
+
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(BadInput), staging(a_file):
+        pass
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _make(empty, "ok")  # an empty directory is fine
+    assert is_complete(empty)
+
+
+def test_unwritable_parent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # chmod cannot lock out root (these tests may run as root): deny access where it is asked
+    import advisor.artifact as artifact
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    monkeypatch.setattr(artifact.os, "access", lambda p, mode: Path(p) != locked)
+    with pytest.raises(BadInput, match="not a writable directory"), staging(locked / "new" / "a"):
+        pass
+    assert list(locked.iterdir()) == []
