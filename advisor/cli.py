@@ -89,6 +89,42 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stages(args: argparse.Namespace) -> Any:
+    from advisor.progress import Stages
+
+    return Stages(enabled=not (args.json or args.quiet))
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from advisor.commands.quantize import quantize_artifact, resolve_plan
+    from advisor.estimate import Workload
+    from advisor.inspect import inspect_model
+    from advisor.probe import get_hardware
+    from advisor.quality.windows import load_text
+    from advisor.render import show_artifact
+    from backends.base import QuantizeOptions
+
+    out = Path(args.out)
+    spec = inspect_model(args.model)
+    plan = resolve_plan(spec, args.preset, args.plan, args.imatrix, args.group_size)
+    if plan.backend != args.backend:
+        raise BadInput(f"--preset/--plan gives a {plan.backend} plan but --backend is "
+                       f"{args.backend}", f"pass --backend {plan.backend}")
+    hw = get_hardware(args.target, out.parent)
+    calib = load_text(args.calib_text, "calibration")
+    options = QuantizeOptions(calib_text=calib, imatrix=args.imatrix, threads=args.threads,
+                              seed=args.seed)
+    with _stages(args) as stages:
+        report = quantize_artifact(spec, plan, hw, out, options,
+                                   Workload(context=args.context or 0) if args.context
+                                   else Workload(), stages, calib)
+    if args.json:
+        _emit_json(report)
+    else:
+        show_artifact(out, report)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from advisor.estimate import Workload
     from advisor.inspect import DEFAULT_MODEL
@@ -135,6 +171,21 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--prompt-tokens", type=int, default=defaults.prompt_tokens)
     sp.add_argument("--max-new-tokens", type=int, default=defaults.new_tokens)
     sp.set_defaults(func=cmd_estimate)
+
+    sp = sub.add_parser("quantize", help="quantize with one plan into an artifact directory")
+    common(sp, model=True, target=True)
+    sp.add_argument("--backend", default="gguf", help="gguf (default)")
+    sp.add_argument("--preset", help="a format: llama.cpp preset or type (Q4_K_M, Q8_0, ...)")
+    sp.add_argument("--plan", help="a plan.json (tensor name -> type)")
+    sp.add_argument("--imatrix", action=argparse.BooleanOptionalAction, default=True,
+                    help="importance matrix from calibration text where the types use it")
+    sp.add_argument("--calib-text", help="calibration text file (default data/calibration.txt)")
+    sp.add_argument("--group-size", type=int, default=128, help="for int4/int8 schemes")
+    sp.add_argument("--context", type=int, default=0, help="context the serving command sets")
+    sp.add_argument("--threads", type=int, default=0, help="0 = all cores")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--out", required=True, help="artifact directory (new, empty, or an artifact)")
+    sp.set_defaults(func=cmd_quantize)
     return p
 
 

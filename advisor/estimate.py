@@ -135,8 +135,10 @@ def cpu_peak_flops(cpu: CpuInfo) -> tuple[float, str | None]:
     return cores * _ASSUMED_CPU_GHZ * 1e9 * per_cycle, note
 
 
-def _rates(plan: QuantPlan, hw: HardwareProfile, runtime: str) -> tuple[float, float, str,
-                                                                           Figure | None, list[str]]:
+_Rates = tuple[float, float, str, "Figure | None", list[str]]
+
+
+def _rates(plan: QuantPlan, hw: HardwareProfile, runtime: str) -> _Rates:
     """(bandwidth B/s, compute FLOP/s, device name, device memory, assumptions)."""
     notes: list[str] = []
     acc = hw.primary

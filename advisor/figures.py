@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-
 # Units used across the project.
 BYTES = "bytes"
 BYTES_PER_S = "bytes/s"

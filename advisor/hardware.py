@@ -143,7 +143,7 @@ class CpuInfo:
     model: str
     physical_cores: int
     logical_cores: int
-    isa: tuple[str, ...]  # subset of: avx2, avx512f, avx512_vnni, avx512_bf16, amx, neon, dotprod, i8mm
+    isa: tuple[str, ...]  # flags that matter for quantized kernels (advisor.probe.readings)
     ram_total: Figure  # bytes
     ram_available: Figure | None = None  # bytes
     memory_bandwidth: Figure | None = None  # bytes/s

@@ -94,7 +94,8 @@ def show_profiles(targets: list[HardwareProfile]) -> None:
                   f"{bw.value / 1e9:,.0f}" if bw else "-", rate("fp16"), rate("int8"),
                   rate("fp8"), hf)
     console().print(t)
-    console().print("[dim]every target serves GGUF via llama.cpp; `advisor probe --target NAME` shows one entry[/dim]")
+    console().print("[dim]every target serves GGUF via llama.cpp; "
+                    "`advisor probe --target NAME` shows one entry[/dim]")
 
 
 def show_model(spec: ModelSpec, tensors: bool = False) -> None:
@@ -153,4 +154,27 @@ def show_estimate(spec: ModelSpec, plan: QuantPlan, hw: HardwareProfile, wl: Wor
     t.add_row("request latency", fig(est.request_latency))
     for a in est.assumptions:
         t.add_row("assumes", f"[dim]{a}[/dim]")
+    c.print(t)
+
+
+def show_artifact(out: object, report: dict) -> None:  # type: ignore[type-arg]
+    c = console()
+    plan = report["plan"]
+    counts: dict[str, int] = {}
+    for f in plan["tensor_formats"].values():
+        counts[f] = counts.get(f, 0) + 1
+    c.print(f"[bold green]wrote[/bold green] {out}  [dim]({report['label']}, "
+            f"{human_bytes(report['size']['value'])} measured)[/dim]")
+    t = Table(show_header=False, box=None, pad_edge=False)
+    t.add_row("types", ", ".join(f"{k} x{v}" for k, v in sorted(counts.items(),
+                                                                  key=lambda kv: -kv[1])))
+    fb = plan["options"].get("fallbacks") or {}
+    if fb:
+        t.add_row("fallbacks", f"{len(fb)} tensors written in another type than planned "
+                               "(rows that do not split into the planned blocks)")
+    t.add_row("imatrix", "yes" if plan["options"].get("imatrix") else "no")
+    note = report["model"].get("source_note")
+    if note:
+        t.add_row("[yellow]note[/yellow]", f"[yellow]{note}[/yellow]")
+    t.add_row("serve", f"cd {out} && {report['serve']['command']}")
     c.print(t)

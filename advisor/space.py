@@ -63,12 +63,14 @@ def _hf_scheme(spec: ModelSpec, scheme: str) -> dict[str, str]:
     return {t.canonical: scheme if t.role in LINEAR_ROLES else "F16" for t in spec.tensors}
 
 
-def plan_for_format(spec: ModelSpec, fmt: str, group_size: int = 128) -> QuantPlan:
+def plan_for_format(spec: ModelSpec, fmt: str, group_size: int = 128,
+                    imatrix: bool = False) -> QuantPlan:
     """The plan a format name stands for: a llama.cpp preset's per-tensor rules, one GGML type
-    for every weight matrix, or an HF scheme on the linear layers."""
+    for every weight matrix, or an HF scheme on the linear layers. `imatrix`: some presets pick
+    other types when an importance matrix is used (llama.cpp's rules read `qs.has_imatrix`)."""
     name = canonical_format(fmt)
     if formats.is_preset(name):
-        return QuantPlan("gguf", formats.preset_plan(spec, name), label=name)
+        return QuantPlan("gguf", formats.preset_plan(spec, name, imatrix=imatrix), label=name)
     if formats.is_ggml_type(name):
         return QuantPlan("gguf", _uniform_ggml(spec, name), label=name)
     if group_size not in GROUP_SIZES:

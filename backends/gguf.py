@@ -51,10 +51,21 @@ def _gguf_source(spec: ModelSpec, out_dir: Path) -> Iterator[tuple[Path, ModelSp
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _model_path(artifact: Path) -> Path:
-    """An artifact directory's model.gguf, or a .gguf file given directly (e.g. the source)."""
-    artifact = Path(artifact)
-    return artifact if artifact.is_file() else artifact / MODEL_FILE
+def gguf_file(path: str | Path) -> Path:
+    """The model file of a GGUF artifact: the file itself, `model.gguf` in a directory, or the
+    directory's only `.gguf` file."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    if p.is_dir():
+        if (p / "model.gguf").is_file():
+            return p / "model.gguf"
+        found = sorted(p.glob("*.gguf"))
+        if len(found) == 1:
+            return found[0]
+        raise BadInput(f"{p} holds {len(found)} .gguf files; expected model.gguf or exactly one",
+                       "pass the model file itself")
+    raise BadInput(f"GGUF model {p} does not exist", "pass a .gguf file or an artifact directory")
 
 
 @register("gguf")
@@ -130,9 +141,9 @@ class GgufBackend:
         import llama_cpp
 
         gpu = -1 if llama_cpp.llama_supports_gpu_offload() else 0
-        return GgufRunner(_model_path(artifact_dir), n_ctx=n_ctx, threads=threads,
+        return GgufRunner(gguf_file(artifact_dir), n_ctx=n_ctx, threads=threads,
                           gpu_layers=gpu)
 
     def serve_files(self, artifact_dir: Path, plan: QuantPlan, hw: HardwareProfile,
                     n_ctx: int) -> dict[str, str]:
-        return serve_files(_model_path(artifact_dir), plan, hw, n_ctx)
+        return serve_files(gguf_file(artifact_dir), plan, hw, n_ctx)

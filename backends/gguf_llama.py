@@ -201,6 +201,9 @@ class GgufRunner:
     def __init__(self, path: Path, n_ctx: int = 2048, threads: int = 0,
                  gpu_layers: int = 0) -> None:
         self.session = LlamaSession(path, n_ctx=n_ctx, threads=threads, gpu_layers=gpu_layers)
+        # The token llama.cpp's tokenizer puts first (None when the model adds no BOS); quality
+        # windows start with it, as llama-perplexity's chunks do.
+        self.bos_token: int | None = self.session.bos if self.session.add_bos else None
 
     def tokenize(self, text: str) -> list[int]:
         return self.session.tokenize(text)
