@@ -140,28 +140,34 @@ def _commit(tmp: Path, out: Path) -> None:
 
 
 class _Terminated(SystemExit):
-    """SIGTERM during staging, turned into an exception so the cleanup runs."""
+    """SIGTERM/SIGINT during staging, turned into an exception so the cleanup runs."""
 
 
 @contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """Inside the block, SIGTERM raises (exit code 143) instead of killing the process outright.
+def _signals_raise() -> Iterator[list[int]]:
+    """Inside the block, SIGTERM and SIGINT raise (exit code 128 + signal) instead of killing
+    the process outright, and are remembered: a handler that runs inside a ctypes callback
+    (llama.cpp's log callback during quantization) has its exception swallowed by ctypes, so
+    `staging` checks the yielded list before committing.
 
-    Only the main thread may set handlers; elsewhere the default stays (the staging directory is
+    Only the main thread may set handlers; elsewhere the defaults stay (the staging directory is
     then left behind, `out` is still untouched).
     """
+    received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield received
         return
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
         raise _Terminated(128 + signum)
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        yield
+        yield received
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def stale_partials(out: Path) -> list[Path]:
@@ -187,8 +193,10 @@ def staging(out: Path, keep_partial: bool = False) -> Iterator[Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}{PARTIAL_INFIX}", dir=out.parent))
     try:
-        with _sigterm_raises():
+        with _signals_raise() as received:
             yield tmp
+            if received:  # a signal whose exception was swallowed on the way
+                raise _Terminated(128 + received[0])
             _check_report_last(tmp)
             _commit(tmp, out)
     except BaseException:

@@ -125,7 +125,43 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from advisor.commands.measure import evaluate
+    from advisor.inspect import inspect_model
+    from advisor.quality.windows import load_text
+    from advisor.render import show_quality
+
+    spec = inspect_model(args.model)
+    text = load_text(args.eval_text, "evaluation")
+    with _stages(args) as stages:
+        result = evaluate(spec, Path(args.artifact), text, args.max_windows, args.window, stages,
+                          args.threads)
+    if args.json:
+        _emit_json(result.to_dict())
+    else:
+        show_quality(spec, result)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from advisor.commands.measure import bench
+    from advisor.quality.windows import load_text
+    from advisor.render import show_bench
+
+    text = load_text(args.eval_text, "evaluation")
+    with _stages(args) as stages:
+        result = bench(Path(args.artifact), args.prompt_tokens, args.max_new_tokens,
+                       args.concurrency, args.requests, args.warmup, text, stages, args.threads)
+    if args.json:
+        _emit_json(result.to_dict())
+    else:
+        show_bench(result)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from advisor.bench.config import BenchWorkload
+    from advisor.commands.measure import DEFAULT_EVAL_WINDOWS
     from advisor.estimate import Workload
     from advisor.inspect import DEFAULT_MODEL
 
@@ -186,6 +222,32 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--out", required=True, help="artifact directory (new, empty, or an artifact)")
     sp.set_defaults(func=cmd_quantize)
+
+    sp = sub.add_parser("eval", help="measure an artifact's quality against the reference")
+    common(sp, model=True)
+    sp.add_argument("--artifact", required=True, help="directory written by `advisor quantize`")
+    sp.add_argument("--eval-text", help="evaluation text file (default data/evaluation.txt)")
+    sp.add_argument("--max-windows", type=int, default=DEFAULT_EVAL_WINDOWS,
+                    help="windows scored, 0 = all the text allows")
+    sp.add_argument("--window", type=int, default=512, help="tokens per window (second half "
+                                                            "scored)")
+    sp.add_argument("--threads", type=int, default=0, help="0 = all cores")
+    sp.set_defaults(func=cmd_eval)
+
+    bench_defaults = BenchWorkload()
+    sp = sub.add_parser("bench", help="measure an artifact's latency and memory")
+    common(sp)
+    sp.add_argument("--artifact", required=True, help="directory written by `advisor quantize`")
+    sp.add_argument("--prompt-tokens", type=int, default=bench_defaults.prompt_tokens)
+    sp.add_argument("--max-new-tokens", type=int, default=bench_defaults.new_tokens)
+    sp.add_argument("--concurrency", type=int, default=bench_defaults.concurrency)
+    sp.add_argument("--requests", type=int, default=bench_defaults.n_requests,
+                    help="measured requests (after the warm-up)")
+    sp.add_argument("--warmup", type=int, default=bench_defaults.warmup,
+                    help="warm-up requests per stream, not counted")
+    sp.add_argument("--eval-text", help="text the prompts are cut from")
+    sp.add_argument("--threads", type=int, default=0, help="0 = all cores")
+    sp.set_defaults(func=cmd_bench)
     return p
 
 

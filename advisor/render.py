@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.console import Console
 from rich.table import Table
 
@@ -177,4 +179,37 @@ def show_artifact(out: object, report: dict) -> None:  # type: ignore[type-arg]
     if note:
         t.add_row("[yellow]note[/yellow]", f"[yellow]{note}[/yellow]")
     t.add_row("serve", f"cd {out} && {report['serve']['command']}")
+    c.print(t)
+
+
+def show_quality(spec: ModelSpec, q: Any) -> None:
+    c = console()
+    c.print(f"[bold]quality[/bold] vs {q.reference}  [dim]({q.n_windows} windows of {q.window} "
+            f"tokens, {q.n_tokens} scored, every figure measured)[/dim]")
+    t = Table(show_header=False, box=None, pad_edge=False)
+    t.add_row("mean KL divergence", f"{q.mean_kl.value:.5f}")
+    t.add_row("p99 KL divergence", f"{q.p99_kl.value:.5f}")
+    t.add_row("top-1 agreement", f"{q.top1_agreement.value:.2%}")
+    t.add_row("perplexity",
+              f"{q.perplexity.value:.3f} (reference {q.reference_perplexity.value:.3f})")
+    t.add_row("time", human_seconds(q.eval_seconds.value))
+    if spec.source_quantization:
+        t.add_row("[yellow]note[/yellow]", f"[yellow]the reference is the dequantized "
+                  f"{spec.source_quantization} source[/yellow]")
+    c.print(t)
+
+
+def show_bench(b: Any) -> None:
+    c = console()
+    w = b.workload
+    c.print(f"[bold]bench[/bold]  [dim]{b.n_requests} requests of {w.prompt_tokens} prompt + "
+            f"{w.new_tokens} new tokens, {w.concurrency} concurrent, {b.threads} threads; every "
+            "figure measured[/dim]")
+    t = Table(show_header=False, box=None, pad_edge=False)
+    t.add_row("time to first token", fig(b.ttft))
+    t.add_row("per-token latency", fig(b.per_token))
+    t.add_row("request latency", f"p50 {human_seconds(b.latency_p50.value)}, p95 "
+              f"{human_seconds(b.latency_p95.value)}, p99 {human_seconds(b.latency_p99.value)}")
+    t.add_row("decode throughput", f"{b.decode_tokens_per_s.value:.1f} tokens/s")
+    t.add_row("peak resident memory", fig(b.peak_rss))
     c.print(t)

@@ -1,0 +1,165 @@
+"""A GGUF model in torch float32, and the map from its modules to llama.cpp tensor names.
+
+transformers loads a GGUF dequantized (`from_pretrained(dir, gguf_file=name)`), but on the
+embedded SmolLM2-135M that takes ~40 s on 2 cores: gguf-py's GGUFReader parses the 49k-token
+vocabulary element by element, twice, and `get_gguf_hf_weights_map` rebuilds gguf-py's tensor name
+map ~400 times. For the `llama` architecture this module does the same work directly: the config
+from transformers' own GGUF key table (`integrations.ggml.GGUF_CONFIG_MAPPING`), the weights
+dequantized by libggml (kernels.ggml_quant, what llama.cpp itself computes with) and q/k rows
+un-permuted by transformers' own `LlamaTensorProcessor`, in ~2 s. tests/sensitivity checks it
+against `from_pretrained` weight by weight. Other architectures use `from_pretrained`.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from advisor.errors import BadInput
+from advisor.inspect.gguf_header import read_header
+
+log = logging.getLogger(__name__)
+
+# Architectures loaded without transformers' GGUF reader: the weight processing of llama (q/k
+# un-permutation) is the only one this module reproduces and tests.
+FAST_ARCHS = frozenset({"llama"})
+# Rope variants the fast path does not translate (transformers' loader does not either, except for
+# gpt-oss); a file with them goes through from_pretrained so that any error is transformers' own.
+_UNHANDLED_KEYS = ("rope.scaling.type", "rope.scaling.factor")
+
+
+@dataclass
+class LoadedModel:
+    """A causal LM in float32 eval mode and the parameters of its llama.cpp weight tensors."""
+
+    model: Any  # transformers PreTrainedModel
+    architecture: str
+    params: dict[str, torch.nn.Parameter]
+    """llama.cpp name (blk.3.attn_q.weight) -> the parameter holding it (HF row order)."""
+    seconds: float
+
+
+def _gguf_arch(architecture: str) -> Any:
+    from gguf.constants import MODEL_ARCH_NAMES
+
+    for arch, name in MODEL_ARCH_NAMES.items():
+        if name == architecture:
+            return arch
+    raise BadInput(f"gguf-py knows no architecture {architecture!r}", "upgrade the gguf package")
+
+
+def canonical_params(model: Any, architecture: str, n_layers: int) -> dict[str, torch.nn.Parameter]:
+    """llama.cpp tensor name -> parameter, through gguf-py's HF->GGUF name map.
+
+    Tied weights are one parameter (named_parameters lists it once, under the embedding).
+    """
+    from gguf import get_tensor_name_map
+
+    tmap = get_tensor_name_map(_gguf_arch(architecture), n_layers)
+    out: dict[str, torch.nn.Parameter] = {}
+    for hf_name, p in model.named_parameters():
+        found = tmap.get_type_and_name(hf_name, try_suffixes=(".weight", ".bias"))
+        if found is None:
+            log.debug("no llama.cpp name for %s; left out of the sensitivity", hf_name)
+            continue
+        out[found[1]] = p
+    return out
+
+
+def _dequantized(buf: Any, data_offset: int, t: Any) -> np.ndarray:
+    from kernels.ggml_quant import dequantize
+
+    raw = np.frombuffer(buf, dtype=np.uint8, count=t.nbytes, offset=data_offset + t.offset)
+    ne = list(t.ne)
+    rows = int(np.prod(ne[1:])) if len(ne) > 1 else 1
+    shape = tuple(reversed(ne))
+    name = t.type.name
+    if name == "F32":
+        return raw.view(np.float32).reshape(shape).copy()
+    if name == "F16":
+        return raw.view(np.float16).astype(np.float32).reshape(shape)
+    if name == "BF16":
+        return (raw.view(np.uint16).astype(np.uint32) << 16).view(np.float32).reshape(shape)
+    return dequantize(raw, int(t.type), (rows, ne[0])).reshape(shape)
+
+
+def _fast_load(path: Path, header: Any) -> tuple[Any, dict[str, np.ndarray]]:
+    """(model with uninitialised weights, llama.cpp name -> HF-ordered float32 array)."""
+    import transformers
+    from transformers.integrations.ggml import GGUF_CONFIG_MAPPING
+    from transformers.modeling_gguf_pytorch_utils import TENSOR_PROCESSORS
+
+    kv = header.kv
+    arch = kv["general.architecture"]
+    cfg: dict[str, Any] = {}
+    for key, hf_key in GGUF_CONFIG_MAPPING[arch].items():
+        if f"{arch}.{key}" in kv and hf_key is not None:
+            cfg[hf_key] = kv[f"{arch}.{key}"]
+    names = {t.name for t in header.tensors}
+    cfg["tie_word_embeddings"] = "output.weight" not in names
+    if "vocab_size" not in cfg:
+        tokens = kv.get("tokenizer.ggml.tokens")
+        cfg["vocab_size"] = getattr(tokens, "count", None) or len(tokens)
+    for key, hf_key in (("tokenizer.ggml.bos_token_id", "bos_token_id"),
+                        ("tokenizer.ggml.eos_token_id", "eos_token_id")):
+        if key in kv:
+            cfg[hf_key] = kv[key]
+    config = transformers.AutoConfig.for_model(arch, **cfg)
+    processor = TENSOR_PROCESSORS[arch](config=config.to_dict())
+    weights: dict[str, np.ndarray] = {}
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        for t in header.tensors:
+            w = _dequantized(buf, header.data_offset, t)
+            w = processor.process(weights=w, name=t.name).weights  # q/k rows un-permuted
+            weights[t.name] = np.ascontiguousarray(w)
+    from transformers.initialization import no_init_weights
+
+    with no_init_weights():  # every weight is assigned below; skip 3 s of random init
+        model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    return model, weights
+
+
+def load_gguf_model(path: str | Path, threads: int = 0) -> LoadedModel:
+    """The GGUF at `path` as a float32 transformers model in eval mode, weights dequantized."""
+    path = Path(path)
+    t0 = time.perf_counter()
+    header = read_header(path)
+    arch = str(header.kv.get("general.architecture"))
+    n_layers = int(header.kv.get(f"{arch}.block_count", 0))
+    fast = arch in FAST_ARCHS and not any(f"{arch}.{k}" in header.kv for k in _UNHANDLED_KEYS)
+    if fast:
+        model, weights = _fast_load(path, header)
+        from gguf import get_tensor_name_map
+
+        tmap = get_tensor_name_map(_gguf_arch(arch), n_layers)
+        state = {}
+        for hf_name, _ in model.named_parameters(remove_duplicate=False):
+            found = tmap.get_type_and_name(hf_name, try_suffixes=(".weight", ".bias"))
+            if found is not None and found[1] in weights:
+                state[hf_name] = torch.from_numpy(weights[found[1]])
+        result = model.load_state_dict(state, strict=False, assign=True)
+        if getattr(model.config, "tie_word_embeddings", False):
+            model.tie_weights()
+        missing = [k for k in result.missing_keys if not k.startswith("lm_head.")
+                   or not model.config.tie_word_embeddings]
+        if missing:
+            raise BadInput(f"{path} lacks the tensors of {missing[:4]}", "is the file complete?")
+    else:
+        import transformers
+
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            str(path.parent), gguf_file=path.name, dtype=torch.float32)
+    model.eval()
+    params = canonical_params(model, arch, n_layers)
+    dt = time.perf_counter() - t0
+    log.info("loaded %s (%s, %d tensors) in float32 in %.1f s%s", path.name, arch, len(params), dt,
+             "" if fast else " via transformers")
+    return LoadedModel(model, arch, params, dt)
+

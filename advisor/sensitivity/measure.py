@@ -1,0 +1,257 @@
+"""Measure the sensitivity table: per tensor and candidate type, the KL vs the reference.
+
+The reference is the GGUF's weights dequantized to float32 (a quantized source's own grid, as in
+advisor.quality). Each candidate is libggml's own quantize/dequantize round trip of the tensor
+(kernels.ggml_quant, with the tensor's importance weights when an imatrix is given), so its values
+are those llama.cpp would write. transformers holds q/k rows un-permuted from the GGUF order, but
+a block never crosses a row and the imatrix is per column, so quantizing the HF-ordered rows gives
+the same rows (tests/sensitivity checks it bit for bit).
+
+Cost (2 cores, see the README of tests/sensitivity): a forward step through the remaining layers
+per measured candidate dominates, so by default one candidate per tensor is measured and the
+others are scaled by their mean squared output error ||(W'-W)x||^2 on the same tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from advisor import formats
+from advisor.errors import BadInput
+from advisor.modelspec import SourceFormat
+from advisor.search.space import PlanSpace, TensorChoice, gguf_plan_space
+from advisor.sensitivity.runner import LayerCache, torch_threads
+from advisor.sensitivity.table import (
+    SensitivityConfig,
+    SensitivityTable,
+    cache_key,
+    cache_path,
+    load_cached,
+    save_cached,
+)
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[int, int], None]
+
+
+def imatrix_digest(imatrix: Mapping[str, np.ndarray] | None) -> str | None:
+    if imatrix is None:
+        return None
+    h = hashlib.sha256()
+    for name in sorted(imatrix):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(imatrix[name], dtype=np.float32).tobytes())
+    return h.hexdigest()[:32]
+
+
+def _tokens(path: Path, text: str, cfg: SensitivityConfig) -> np.ndarray:
+    """Calibration windows tokenized by llama.cpp itself (the runtime that serves the model)."""
+    from advisor.quality.windows import WindowConfig, make_windows
+    from backends.gguf_llama import LlamaSession
+
+    with LlamaSession(path, n_ctx=cfg.n_ctx, n_batch=cfg.n_ctx, threads=1) as s:
+        # a window never needs more than n_ctx * n_windows tokens: tokenize no more text
+        need_chars = 16 * cfg.n_ctx * cfg.n_windows
+        tokens = s.tokenize(text[:need_chars])
+        if len(tokens) < cfg.n_ctx * cfg.n_windows:
+            tokens = s.tokenize(text)
+        bos = s.bos if s.add_bos else None
+    return make_windows(tokens, WindowConfig(n_ctx=cfg.n_ctx, max_windows=cfg.n_windows), bos)
+
+
+def _quantized(weight: np.ndarray, types: tuple[str, ...],
+               importance: np.ndarray | None) -> list[torch.Tensor]:
+    from kernels.ggml_quant import quant_dequant
+
+    x = weight.reshape(-1, weight.shape[-1])
+    out = []
+    for g in types:
+        t = formats.ggml_type(g)
+        if t.is_quantized:
+            if t.requires_imatrix and importance is None:
+                raise BadInput(f"{g} needs importance weights, and the imatrix has none for "
+                               "this tensor", "drop the type from the menu")
+            imp = importance if t.uses_imatrix else None
+            out.append(torch.from_numpy(quant_dequant(x, t.type_id, imp)).reshape(weight.shape))
+        elif g == "F16":
+            out.append(torch.from_numpy(weight.astype(np.float16).astype(np.float32)))
+        elif g == "BF16":
+            out.append(torch.from_numpy(weight).to(torch.bfloat16).to(torch.float32))
+        else:  # F32: the reference itself
+            out.append(torch.from_numpy(weight.copy()))
+    return out
+
+
+def _measure_group(cache: LayerCache, group: list[TensorChoice],
+                   values: list[list[torch.Tensor]], exhaustive: bool,
+                   ) -> list[tuple[dict[str, float], tuple[str, ...]]]:
+    """Costs of every candidate of the tensors of one layer, and the types that were measured.
+
+    One batched KL call for the group; a tensor whose cheapest candidate leaves its output
+    unchanged (zero error: nothing to scale from) has every candidate measured."""
+    plans = []
+    items: list[tuple[str, torch.Tensor]] = []
+    for t, vals in zip(group, values):
+        errors = None if exhaustive or len(vals) == 1 else cache.local_error(t.name, vals)
+        n = len(vals) if errors is None or errors[0] <= 0.0 else 1
+        plans.append((len(items), n, errors))
+        items.extend((t.name, v) for v in vals[:n])
+    kls = cache.kl_many(items)
+    out = []
+    for t, (start, n, errors) in zip(group, plans):
+        if n == len(t.types):
+            out.append((dict(zip(t.types, kls[start:start + n])), t.types))
+            continue
+        assert errors is not None  # n == 1 < len(types) only when errors were computed
+        anchor = kls[start]
+        gain = anchor / errors[0]
+        costs = {g: (anchor if i == 0 else gain * e)
+                 for i, (g, e) in enumerate(zip(t.types, errors))}
+        out.append((costs, t.types[:1]))
+    return out
+
+
+def _groups(work: list[TensorChoice]) -> list[list[TensorChoice]]:
+    """Tensors of one decoder layer together (one batched pass); embedding and head alone."""
+    groups: list[list[TensorChoice]] = []
+    for t in work:
+        if groups and t.layer is not None and groups[-1][0].layer == t.layer:
+            groups[-1].append(t)
+        else:
+            groups.append([t])
+    return groups
+
+
+def measure_sensitivity(
+    gguf_path: str | Path,
+    space: PlanSpace,
+    text: str,
+    *,
+    imatrix: Mapping[str, np.ndarray] | None = None,
+    config: SensitivityConfig = SensitivityConfig(),
+    threads: int = 0,
+    on_progress: ProgressFn | None = None,
+    model_id: str = "",
+) -> SensitivityTable:
+    """Measure the table (no cache). See `sensitivity_table` for the arguments."""
+    from advisor.sensitivity.loader import load_gguf_model
+    from backends.gguf_llama import default_threads
+
+    t0 = time.perf_counter()
+    path = Path(gguf_path)
+    windows = _tokens(path, text, config)
+    loaded = load_gguf_model(path)
+    work = [t for t in space.tensors if not (len(t.types) == 1 and t.types[0] == "F32")]
+    absent = [t.name for t in work if t.name not in loaded.params]
+    if absent:
+        raise BadInput(f"the model has no tensors {absent[:3]} of the plan space",
+                       "build the plan space from the same model")
+    costs: dict[str, dict[str, float]] = {t.name: {"F32": 0.0} for t in space.tensors
+                                          if t not in work}
+    measured: dict[str, tuple[str, ...]] = {}
+    groups = _groups(work)
+    workers = threads or default_threads()
+
+    def task(group: list[TensorChoice]) -> list[tuple[dict[str, float], tuple[str, ...]]]:
+        values = []
+        for t in group:
+            w = loaded.params[t.name].detach().numpy()
+            imp = imatrix.get(t.name) if imatrix is not None else None
+            values.append(_quantized(w, t.types, imp))
+        with torch.no_grad():  # grad mode is per thread
+            return _measure_group(cache, group, values, config.exhaustive)
+
+    # Parallel over layers, one intra-op thread each: no OpenMP barrier to stall when the cores
+    # are shared (2 intra-op threads ran 4-5x slower than 1 on a loaded 2-core host), and the
+    # quantizer (ctypes releases the GIL) overlaps the forward passes.
+    done = 0
+    with torch_threads(1), torch.no_grad():
+        t_ref = time.perf_counter()
+        cache = LayerCache(loaded, windows, config.scored_from)
+        log.info("reference pass: %.1f s", time.perf_counter() - t_ref)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sensitivity") as pool:
+            futures = {pool.submit(task, g): g for g in groups}
+            for fut in as_completed(futures):
+                group = futures[fut]
+                for t, (c, m) in zip(group, fut.result()):
+                    costs[t.name], measured[t.name] = c, m
+                done += len(group)
+                if on_progress is not None:
+                    on_progress(done, len(work))
+    seconds = time.perf_counter() - t0
+    log.info("sensitivity of %d tensors (%d measured KLs, %d threads) in %.1f s", len(work),
+             sum(len(v) for v in measured.values()), workers, seconds)
+    return SensitivityTable(
+        space=space, costs={t.name: costs[t.name] for t in space.tensors},
+        measured={t.name: measured[t.name] for t in work}, config=config, model_id=model_id,
+        text_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        imatrix_sha256=imatrix_digest(imatrix), n_tokens=int(windows.size),
+        n_scored=cache.n_scored, seconds=seconds,
+        extra={"load_seconds": loaded.seconds, "threads": workers},
+    )
+
+
+def sensitivity_table(
+    model: str | Path,
+    space: PlanSpace | None = None,
+    *,
+    text: str | None = None,
+    imatrix: Mapping[str, np.ndarray] | None = None,
+    config: SensitivityConfig = SensitivityConfig(),
+    threads: int = 0,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+    on_progress: ProgressFn | None = None,
+) -> SensitivityTable:
+    """The sensitivity table of a GGUF model, from the cache when measured before.
+
+    model: an alias or a .gguf path. space: default `gguf_plan_space(spec, imatrix=...)`.
+    text: default the project's calibration text. imatrix: llama.cpp tensor name -> importance
+    per column (e.g. `backends.gguf_imatrix.imatrix_for(path, text).values`); None = none.
+    threads: layers measured at once (0: the cores this process may use), each with one torch
+    thread.
+    The cache lives under `cache_dir`, else $QUANT_ADVISOR_CACHE, else ~/.cache/quant-advisor;
+    its key is the model's content identity, the text's hash, the plan space (menu, floors),
+    the imatrix's hash (or none) and `config`.
+    """
+    from advisor.inspect import inspect_model, resolve_model
+    from advisor.quality.cache import cache_root, file_identity
+    from advisor.textdata import default_calibration_text
+
+    path = resolve_model(str(model))
+    spec = inspect_model(path)
+    if spec.format is not SourceFormat.GGUF:
+        raise BadInput(f"{path} is not a GGUF file", "convert the model to GGUF first")
+    if space is None:
+        space = gguf_plan_space(spec, imatrix=imatrix is not None)
+    if space.imatrix != (imatrix is not None):
+        raise BadInput(f"the plan space was built with imatrix={space.imatrix}, but an imatrix "
+                       f"was {'not ' if imatrix is None else ''}given",
+                       "build the space and the table with the same imatrix setting")
+    text = default_calibration_text() if text is None else text
+    model_id = file_identity(path)
+    key = cache_key(model_id, hashlib.sha256(text.encode("utf-8")).hexdigest(), space,
+                    imatrix_digest(imatrix), config)
+    where = cache_path(cache_root(cache_dir), key)
+    if use_cache:
+        cached = load_cached(where)
+        if cached is not None:
+            log.info("sensitivity table from cache %s", where)
+            if on_progress is not None:
+                on_progress(1, 1)
+            return cached
+    table = measure_sensitivity(path, space, text, imatrix=imatrix, config=config,
+                                threads=threads, on_progress=on_progress,
+                                model_id=model_id)
+    if use_cache:
+        save_cached(where, table)
+    return table
