@@ -184,8 +184,8 @@ def show_artifact(out: object, report: dict) -> None:  # type: ignore[type-arg]
 
 def show_quality(spec: ModelSpec, q: Any) -> None:
     c = console()
-    c.print(f"[bold]quality[/bold] vs {q.reference}  [dim]({q.n_windows} windows of {q.window} "
-            f"tokens, {q.n_tokens} scored, every figure measured)[/dim]")
+    c.print(f"[bold]quality[/bold] vs the F16 reference of {spec.name}  [dim]({q.n_windows} "
+            f"windows of {q.window} tokens, {q.n_tokens} scored, every figure measured)[/dim]")
     t = Table(show_header=False, box=None, pad_edge=False)
     t.add_row("mean KL divergence", f"{q.mean_kl.value:.5f}")
     t.add_row("p99 KL divergence", f"{q.p99_kl.value:.5f}")
