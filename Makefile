@@ -23,6 +23,8 @@ demo: $(STAMP)
 	$(VENV)/bin/advisor probe
 	$(VENV)/bin/advisor inspect --model $(MODEL)
 	$(VENV)/bin/advisor estimate --model $(MODEL) --format Q4_K_M
+	$(VENV)/bin/advisor quantize --model $(MODEL) --preset Q4_K_M --out out/demo-q4_k_m
+	$(VENV)/bin/advisor eval --model $(MODEL) --artifact out/demo-q4_k_m --max-windows 2
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -q
