@@ -100,8 +100,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from advisor.estimate import Workload
     from advisor.inspect import inspect_model
     from advisor.probe import get_hardware
-    from advisor.quality.windows import load_text
     from advisor.render import show_artifact
+    from advisor.textdata import load_text
     from backends.base import QuantizeOptions
 
     out = Path(args.out)
@@ -128,8 +128,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from advisor.commands.measure import evaluate
     from advisor.inspect import inspect_model
-    from advisor.quality.windows import load_text
     from advisor.render import show_quality
+    from advisor.textdata import load_text
 
     spec = inspect_model(args.model)
     text = load_text(args.eval_text, "evaluation")
@@ -145,8 +145,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from advisor.commands.measure import bench
-    from advisor.quality.windows import load_text
     from advisor.render import show_bench
+    from advisor.textdata import load_text
 
     text = load_text(args.eval_text, "evaluation")
     with _stages(args) as stages:

@@ -9,6 +9,7 @@ package data `advisor/_data/` when the build ships them there.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
@@ -52,3 +53,24 @@ def default_evaluation_text() -> str:
 def text_sha256(text: str) -> str:
     """Digest of a text as UTF-8, for cache keys and reports."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+_DEFAULTS: dict[str, Callable[[], str]] = {
+    "evaluation": default_evaluation_text,
+    "calibration": default_calibration_text,
+}
+
+
+def load_text(path: str | Path | None = None, kind: str = "evaluation") -> str:
+    """The text at `path`, or the project's default `kind` text ("evaluation", "calibration")."""
+    if path is None:
+        if kind not in _DEFAULTS:
+            raise ValueError(f"load_text(kind={kind!r}); expected one of {sorted(_DEFAULTS)}")
+        return _DEFAULTS[kind]()
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise BadInput(f"{kind} text {p} does not exist", "pass an existing UTF-8 text file")
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise BadInput(f"{kind} text {p} is not UTF-8: {e}", "pass a UTF-8 text file") from e

@@ -47,6 +47,21 @@ def test_estimate_json_labels_every_figure_predicted() -> None:
         (["estimate", "--format", "Q4_0", "--batch", "0"], "concurrency"),
         (["estimate"], "--format"),
         (["frobnicate"], "invalid choice"),
+        (["quantize", "--preset", "Q9_K", "--out", "{out}"], "unknown format"),
+        (["quantize", "--out", "{out}"], "exactly one of --preset and --plan"),
+        (["quantize", "--preset", "Q4_0", "--plan", "{plan}", "--out", "{out}"], "exactly one"),
+        (["quantize", "--plan", "/no/plan.json", "--out", "{out}"], "does not exist"),
+        (["quantize", "--plan", "{junk}", "--out", "{out}"], "not a valid plan"),
+        (["quantize", "--plan", "{plan}", "--out", "{out}"], "lacks"),
+        (["quantize", "--preset", "Q4_0", "--out", "{junk}"], "is a file"),
+        (["quantize", "--preset", "Q4_0", "--out", "{full}"], "not an advisor artifact"),
+        (["quantize", "--preset", "Q4_0", "--backend", "rtn", "--out", "{out}"], "--backend"),
+        (["quantize", "--preset", "Q4_0", "--calib-text", "/no/text", "--out", "{out}"],
+         "does not exist"),
+        (["eval", "--artifact", "/no/such/dir"], "not a directory"),
+        (["eval", "--artifact", "{full}"], "not a complete advisor artifact"),
+        (["eval", "--artifact", "{full}", "--eval-text", "/no/text"], "does not exist"),
+        (["bench", "--artifact", "{full}"], "not a complete advisor artifact"),
     ],
 )
 def test_bad_input_one_line_exit_2(tmp_path: Path, args: list[str], needle: str) -> None:
@@ -54,7 +69,13 @@ def test_bad_input_one_line_exit_2(tmp_path: Path, args: list[str], needle: str)
         "{junk}": tmp_path / "junk.gguf",
         "{empty}": tmp_path / "empty.gguf",
         "{pickle}": tmp_path / "pytorch_model.bin",
+        "{plan}": tmp_path / "plan.json",
+        "{out}": tmp_path / "out",
+        "{full}": tmp_path / "full",
     }
+    files["{plan}"].write_text('{"backend": "gguf", "tensor_formats": {"blk.99.x": "Q4_K"}}')
+    files["{full}"].mkdir()
+    (files["{full}"] / "notes.txt").write_text("not an artifact")
     files["{junk}"].write_bytes(b"not a model at all" * 10)
     files["{empty}"].write_bytes(b"")
     files["{pickle}"].write_bytes(b"\x80\x04")

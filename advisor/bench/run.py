@@ -19,7 +19,7 @@ from advisor.bench.stats import summarize
 from advisor.bench.worker import PROGRESS_PREFIX
 from advisor.errors import AdvisorError, BadInput, Infeasible
 from advisor.measurement import BenchResult
-from advisor.quality.windows import load_text
+from advisor.textdata import load_text
 
 log = logging.getLogger(__name__)
 _ERRORS: dict[str, type[AdvisorError]] = {"BadInput": BadInput, "Infeasible": Infeasible}

@@ -8,25 +8,17 @@ token), so that every scored token sees at least n_ctx/2 tokens of context.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from advisor import textdata
 from advisor.errors import BadInput
-from advisor.textdata import text_sha256
+from advisor.textdata import load_text, text_sha256  # noqa: F401 - re-exported
 
 __all__ = ["WindowConfig", "load_text", "make_windows", "text_sha256"]
 
 SCHEMA_VERSION = 1
-_DEFAULTS: dict[str, Callable[[], str]] = {
-    "evaluation": textdata.default_evaluation_text,
-    "calibration": textdata.default_calibration_text,
-}
-
 
 @dataclass(frozen=True)
 class WindowConfig:
@@ -61,21 +53,6 @@ class WindowConfig:
         if d.get("version", SCHEMA_VERSION) != SCHEMA_VERSION:
             raise ValueError(f"WindowConfig version {d.get('version')} != {SCHEMA_VERSION}")
         return cls(n_ctx=int(d["n_ctx"]), max_windows=int(d.get("max_windows", 0)))
-
-
-def load_text(path: str | Path | None = None, kind: str = "evaluation") -> str:
-    """The text at `path`, or the project's default `kind` text ("evaluation", "calibration")."""
-    if path is None:
-        if kind not in _DEFAULTS:
-            raise ValueError(f"load_text(kind={kind!r}); expected one of {sorted(_DEFAULTS)}")
-        return _DEFAULTS[kind]()
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise BadInput(f"{kind} text {p} does not exist", "pass an existing UTF-8 text file")
-    try:
-        return p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise BadInput(f"{kind} text {p} is not UTF-8: {e}", "pass a UTF-8 text file") from e
 
 
 def make_windows(tokens: list[int], cfg: WindowConfig, bos: int | None = None) -> np.ndarray:
