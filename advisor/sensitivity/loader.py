@@ -90,16 +90,18 @@ def _dequantized(buf: Any, data_offset: int, t: Any) -> np.ndarray:
     return dequantize(raw, int(t.type), (rows, ne[0])).reshape(shape)
 
 
-def _fast_load(path: Path, header: Any) -> tuple[Any, dict[str, np.ndarray]]:
-    """(model with uninitialised weights, llama.cpp name -> HF-ordered float32 array)."""
+def _fast_load(path: Path, header: Any, n_layers: int) -> Any:
+    """The model built from the GGUF's config, its weights dequantized by libggml."""
     import transformers
+    from gguf import get_tensor_name_map
     from transformers.integrations.ggml import GGUF_CONFIG_MAPPING
     from transformers.modeling_gguf_pytorch_utils import TENSOR_PROCESSORS
 
     kv = header.kv
     arch = kv["general.architecture"]
     cfg: dict[str, Any] = {}
-    for key, hf_key in GGUF_CONFIG_MAPPING[arch].items():
+    mapping: dict[str, Any] = GGUF_CONFIG_MAPPING[arch]  # type: ignore[assignment]
+    for key, hf_key in mapping.items():
         if f"{arch}.{key}" in kv and hf_key is not None:
             cfg[hf_key] = kv[f"{arch}.{key}"]
     names = {t.name for t in header.tensors}
@@ -123,10 +125,23 @@ def _fast_load(path: Path, header: Any) -> tuple[Any, dict[str, np.ndarray]]:
 
     with no_init_weights():  # every weight is assigned below; skip 3 s of random init
         model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    return model, weights
+    tmap = get_tensor_name_map(_gguf_arch(arch), n_layers)
+    state = {}
+    for hf_name, _ in model.named_parameters(remove_duplicate=False):
+        found = tmap.get_type_and_name(hf_name, try_suffixes=(".weight", ".bias"))
+        if found is not None and found[1] in weights:
+            state[hf_name] = torch.from_numpy(weights[found[1]])
+    result = model.load_state_dict(state, strict=False, assign=True)
+    tied = bool(getattr(model.config, "tie_word_embeddings", False))
+    if tied:
+        model.tie_weights()
+    missing = [k for k in result.missing_keys if not (tied and k.startswith("lm_head."))]
+    if missing:
+        raise BadInput(f"{path} lacks the tensors of {missing[:4]}", "is the file complete?")
+    return model
 
 
-def load_gguf_model(path: str | Path, threads: int = 0) -> LoadedModel:
+def load_gguf_model(path: str | Path) -> LoadedModel:
     """The GGUF at `path` as a float32 transformers model in eval mode, weights dequantized."""
     path = Path(path)
     t0 = time.perf_counter()
@@ -135,22 +150,7 @@ def load_gguf_model(path: str | Path, threads: int = 0) -> LoadedModel:
     n_layers = int(header.kv.get(f"{arch}.block_count", 0))
     fast = arch in FAST_ARCHS and not any(f"{arch}.{k}" in header.kv for k in _UNHANDLED_KEYS)
     if fast:
-        model, weights = _fast_load(path, header)
-        from gguf import get_tensor_name_map
-
-        tmap = get_tensor_name_map(_gguf_arch(arch), n_layers)
-        state = {}
-        for hf_name, _ in model.named_parameters(remove_duplicate=False):
-            found = tmap.get_type_and_name(hf_name, try_suffixes=(".weight", ".bias"))
-            if found is not None and found[1] in weights:
-                state[hf_name] = torch.from_numpy(weights[found[1]])
-        result = model.load_state_dict(state, strict=False, assign=True)
-        if getattr(model.config, "tie_word_embeddings", False):
-            model.tie_weights()
-        missing = [k for k in result.missing_keys if not k.startswith("lm_head.")
-                   or not model.config.tie_word_embeddings]
-        if missing:
-            raise BadInput(f"{path} lacks the tensors of {missing[:4]}", "is the file complete?")
+        model = _fast_load(path, header, n_layers)
     else:
         import transformers
 
