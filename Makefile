@@ -31,6 +31,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check advisor backends kernels profiles tests
+	$(VENV)/bin/mypy advisor backends kernels profiles
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

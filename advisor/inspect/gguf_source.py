@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from typing import Any
 
 from advisor.errors import BadInput
 from advisor.inspect.gguf_header import GGUF_MAGIC, ArrayInfo, read_header
@@ -38,7 +39,7 @@ def read_gguf(path: Path) -> ModelSpec:
                     shape=shape, dtype=t.type.name, nbytes=t.nbytes,
                 )
             )
-        meta = {
+        meta: dict[str, Any] = {
             "hidden_size": kv.get(f"{arch}.embedding_length"),
             "intermediate_size": kv.get(f"{arch}.feed_forward_length"),
             "n_layers": kv.get(f"{arch}.block_count"),
