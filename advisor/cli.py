@@ -159,6 +159,36 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from advisor.recommend import RecommendConfig, recommend, targets_from_args
+
+    targets = targets_from_args(prompt_tokens=args.prompt_tokens,
+                                new_tokens=args.max_new_tokens, concurrency=args.concurrency,
+                                context=args.context, vram=args.vram, mem=args.mem,
+                                max_size=args.max_size, p95=args.p95, max_kld=args.max_kld)
+    flags = {k.replace("_", "-"): v for k, v in (("vram", args.vram), ("mem", args.mem),
+             ("max_size", args.max_size), ("p95", args.p95), ("max_kld", args.max_kld))
+             if v is not None}
+    cfg = RecommendConfig(candidates=args.candidates, presets_measured=args.presets,
+                          trials=args.trials, seed=args.seed, eval_windows=args.eval_windows,
+                          bench_requests=args.bench_requests, imatrix=args.imatrix,
+                          threads=args.threads, storage=args.storage, flags=flags)
+    with _stages(args) as stages:
+        report = recommend(args.model, targets, args.target, Path(args.out), cfg, stages)
+    if args.json:
+        _emit_json(report)
+    else:
+        pick = next(c for c in report["candidates"] if c["label"] == report["pick"]["label"])
+        sys.stdout.write(
+            f"deploy {pick['label']} ({pick['kind']}) from {args.out}: "
+            f"{pick['size_measured']:,} bytes, mean KL {pick['kl_measured']:.4f} nats "
+            f"(measured), p95 {pick['p95']['value'] * 1e3:.0f} ms ({pick['p95']['origin']})\n"
+            f"serve: cd {args.out} && {report['serve']['command']}\n"
+            f"why: {report['pick']['reason']}\n"
+            f"details: {Path(args.out) / 'report.md'}\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from advisor.bench.config import BenchWorkload
     from advisor.commands.measure import DEFAULT_EVAL_WINDOWS
@@ -248,6 +278,31 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--eval-text", help="text the prompts are cut from")
     sp.add_argument("--threads", type=int, default=0, help="0 = all cores")
     sp.set_defaults(func=cmd_bench)
+
+    sp = sub.add_parser("recommend", help="search, realize, measure and pick what to deploy")
+    common(sp, model=True, target=True)
+    sp.add_argument("--vram", help="accelerator memory budget, e.g. 24G")
+    sp.add_argument("--mem", help="host memory budget (CPU serving), e.g. 8G")
+    sp.add_argument("--max-size", help="artifact size limit, e.g. 4G, 512MiB")
+    sp.add_argument("--p95", help="p95 request latency limit, e.g. 3s, 250ms")
+    sp.add_argument("--max-kld", help="mean KL divergence limit vs the F16 reference (nats)")
+    sp.add_argument("--prompt-tokens", type=int, default=defaults.prompt_tokens)
+    sp.add_argument("--max-new-tokens", type=int, default=defaults.new_tokens)
+    sp.add_argument("--concurrency", type=int, default=defaults.concurrency)
+    sp.add_argument("--context", type=int, default=0, help="context tokens (0: prompt + new)")
+    sp.add_argument("--candidates", type=int, default=3, help="search plans realized and measured")
+    sp.add_argument("--presets", type=int, default=2,
+                    help="fitting llama.cpp presets realized (those nearest the budget)")
+    sp.add_argument("--trials", type=int, default=30, help="Optuna trials of the plan search")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--storage", help="Optuna storage URL (default: SQLite <out>.study.db)")
+    sp.add_argument("--eval-windows", type=int, default=2, help="512-token windows scored")
+    sp.add_argument("--bench-requests", type=int, default=3, help="measured bench requests")
+    sp.add_argument("--imatrix", action=argparse.BooleanOptionalAction, default=True,
+                    help="importance matrix from calibration text where the types use it")
+    sp.add_argument("--threads", type=int, default=0, help="0 = all cores")
+    sp.add_argument("--out", required=True, help="artifact directory of the pick")
+    sp.set_defaults(func=cmd_recommend)
     return p
 
 
