@@ -160,7 +160,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
+    import optuna
+
     from advisor.recommend import RecommendConfig, recommend, targets_from_args
+
+    # Optuna logs every trial at INFO on its own handler; the progress bar already shows them.
+    optuna.logging.set_verbosity(optuna.logging.INFO if args.verbose else optuna.logging.WARNING)
 
     targets = targets_from_args(prompt_tokens=args.prompt_tokens,
                                 new_tokens=args.max_new_tokens, concurrency=args.concurrency,
