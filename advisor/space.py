@@ -29,10 +29,6 @@ SCHEME_BACKENDS = {
 }
 
 
-def known_formats() -> list[str]:
-    return [*formats.preset_names(), *formats.ggml_type_names(), *HF_SCHEMES]
-
-
 def canonical_format(fmt: str) -> str:
     """'q4_k_m' -> 'Q4_K_M', 'int4' -> 'W4A16'; unknown names raise BadInput listing known ones."""
     low = fmt.strip().lower()

@@ -106,7 +106,7 @@ def quantize_artifact(spec: ModelSpec, plan: QuantPlan, hw: HardwareProfile, out
             "kind": "artifact",
             "backend": written.backend,
             "label": written.label,
-            "model": _model_summary(spec),
+            "model": model_summary(spec),
             "hardware": {"name": hw.name, "source": hw.source},
             "serves_on_target": {"ok": served.ok, "reason": served.reason},
             "plan": written.to_dict(),
@@ -124,7 +124,7 @@ def quantize_artifact(spec: ModelSpec, plan: QuantPlan, hw: HardwareProfile, out
     return report
 
 
-def _model_summary(spec: ModelSpec) -> dict[str, Any]:
+def model_summary(spec: ModelSpec) -> dict[str, Any]:
     q = spec.source_quantization
     return {
         "name": spec.name, "path": spec.path, "format": spec.format.value,

@@ -146,7 +146,7 @@ def recommend(model: str, targets: Targets, target: str | None, out: Path,
     when no measured candidate meets the targets)."""
     from advisor.artifact import check_out_dir
     from advisor.commands.measure import bench, evaluate, reference_model
-    from advisor.commands.quantize import _model_summary, provenance, quantize_artifact
+    from advisor.commands.quantize import model_summary, provenance, quantize_artifact
     from advisor.inspect import inspect_model
     from advisor.modelspec import SourceFormat
     from advisor.probe import get_hardware
@@ -329,7 +329,7 @@ def recommend(model: str, targets: Targets, target: str | None, out: Path,
         rep = {
             **base,
             "kind": "recommendation",
-            "model": _model_summary(spec),
+            "model": model_summary(spec),
             "targets": targets.to_dict(),
             "target_flags": cfg.flags,
             "hardware": hw.to_dict(),
