@@ -76,10 +76,18 @@ def check_out_dir(out: Path) -> None:
 
 
 def write_report(directory: Path, report: dict[str, Any]) -> Path:
-    """Write `report.json` (atomically, via a temporary file) as the artifact's last file."""
+    """Write `report.json` (atomically, via a temporary file) as the artifact's last file.
+
+    A report of the tool (one with a `kind`) is validated against the published schema first
+    (`advisor schema`): one that does not validate raises AdvisorError and is never written.
+    """
     data = {"version": REPORT_SCHEMA_VERSION, **report}
     if data["version"] != REPORT_SCHEMA_VERSION:
         raise ValueError(f"report version {data['version']!r}; expected {REPORT_SCHEMA_VERSION}")
+    if "kind" in data:
+        from advisor.report.validate import validate_report
+
+        validate_report(json.loads(json.dumps(data, default=str)))
     target = Path(directory) / REPORT_FILE
     tmp = target.with_name(f".{REPORT_FILE}.tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
