@@ -27,6 +27,11 @@ GROUP_SIZES = (32, 64, 128, -1)  # -1: one scale per output channel
 SCHEME_BACKENDS = {
     "W4A16": "rtn", "W8A16": "rtn", "W8A8-INT8": "smoothquant", "W8A8-FP8": "fp8", "NF4": "nf4",
 }
+# Every backend that writes each HF scheme (the first is the default above).
+BACKEND_SCHEMES = {
+    "rtn": ("W4A16", "W8A16"), "gptq": ("W4A16", "W8A16"), "awq": ("W4A16", "W8A16"),
+    "smoothquant": ("W8A8-INT8",), "fp8": ("W8A8-FP8",), "nf4": ("NF4",),
+}
 
 
 def canonical_format(fmt: str) -> str:
@@ -60,7 +65,7 @@ def _hf_scheme(spec: ModelSpec, scheme: str) -> dict[str, str]:
 
 
 def plan_for_format(spec: ModelSpec, fmt: str, group_size: int = 128,
-                    imatrix: bool = False) -> QuantPlan:
+                    imatrix: bool = False, backend: str | None = None) -> QuantPlan:
     """The plan a format name stands for: a llama.cpp preset's per-tensor rules, one GGML type
     for every weight matrix, or an HF scheme on the linear layers. `imatrix`: some presets pick
     other types when an importance matrix is used (llama.cpp's rules read `qs.has_imatrix`)."""
@@ -76,4 +81,10 @@ def plan_for_format(spec: ModelSpec, fmt: str, group_size: int = 128,
         )
     options = {"group_size": group_size} if name in GROUPED_SCHEMES else {}
     label = f"{name}-g{group_size}" if options else name
-    return QuantPlan(SCHEME_BACKENDS[name], _hf_scheme(spec, name), options=options, label=label)
+    chosen = backend or SCHEME_BACKENDS[name]
+    if name not in BACKEND_SCHEMES.get(chosen, (name,)):
+        raise BadInput(f"backend {chosen} does not write {name}",
+                       f"{chosen} writes {', '.join(BACKEND_SCHEMES[chosen])}")
+    if backend and backend != SCHEME_BACKENDS[name]:
+        label = f"{backend}-{label}"
+    return QuantPlan(chosen, _hf_scheme(spec, name), options=options, label=label)

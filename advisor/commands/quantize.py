@@ -118,7 +118,8 @@ def quantize_artifact(spec: ModelSpec, plan: QuantPlan, hw: HardwareProfile, out
             "serve": {"files": sorted(files), "command": f"./{next(iter(files), 'serve.sh')}"},
             "measurements": {},
             "provenance": provenance(options.seed, {"calibration": calib_text}
-                                     if written.options.get("imatrix") else {}),
+                                     if written.options.get("imatrix")
+                                     or written.options.get("calibration") else {}),
         }
         write_report(tmp, report)
     return report
@@ -136,11 +137,30 @@ def model_summary(spec: ModelSpec) -> dict[str, Any]:
     }
 
 
+# `--backend B --bits N` without --preset: the scheme B writes at N bits.
+_BITS_SCHEME = {("rtn", 4): "W4A16", ("rtn", 8): "W8A16", ("gptq", 4): "W4A16",
+                ("gptq", 8): "W8A16", ("awq", 4): "W4A16", ("awq", 8): "W8A16",
+                ("fp8", 8): "W8A8-FP8", ("smoothquant", 8): "W8A8-INT8", ("nf4", 4): "NF4"}
+
+
 def resolve_plan(spec: ModelSpec, preset: str | None, plan_file: str | None,
-                 imatrix: bool, group_size: int) -> QuantPlan:
+                 imatrix: bool, group_size: int, backend: str = "gguf",
+                 bits: int | None = None) -> QuantPlan:
+    if preset is None and plan_file is None and backend != "gguf":
+        default_bits = 4 if (backend, 4) in _BITS_SCHEME else 8
+        scheme = _BITS_SCHEME.get((backend, bits or default_bits))
+        if scheme is None:
+            raise BadInput(f"--backend {backend} does not write {bits}-bit weights",
+                           "pick --bits from: " + ", ".join(
+                               str(b) for (n, b) in _BITS_SCHEME if n == backend) or "4, 8")
+        preset = scheme
     if (preset is None) == (plan_file is None):
         raise BadInput("give exactly one of --preset and --plan", "e.g. --preset Q4_K_M")
     if plan_file is not None:
         return load_plan_file(Path(plan_file), spec)
     assert preset is not None
-    return plan_for_format(spec, preset, group_size=group_size, imatrix=imatrix)
+    from advisor.space import HF_SCHEMES, canonical_format
+
+    hf = canonical_format(preset) in HF_SCHEMES
+    return plan_for_format(spec, preset, group_size=group_size, imatrix=imatrix,
+                           backend=backend if hf and backend != "gguf" else None)

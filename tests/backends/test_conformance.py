@@ -11,7 +11,7 @@ import pytest
 from advisor.modelspec import ModelSpec
 from advisor.plan import QuantPlan
 from advisor.probe.catalogue import load_target
-from advisor.space import SCHEME_BACKENDS, plan_for_format
+from advisor.space import BACKEND_SCHEMES, plan_for_format
 from backends import get_backend, names
 from backends.base import Backend, QuantizeOptions, Runner, Support
 
@@ -23,15 +23,16 @@ def _case(name: str, embedded: ModelSpec, tmp_path: Path) -> tuple[ModelSpec, Qu
     """The model and a cheap plan each backend is tested with."""
     if name == "gguf":
         return embedded, plan_for_format(embedded, "Q8_0")
-    schemes = [s for s, b in SCHEME_BACKENDS.items() if b == name]
+    schemes = BACKEND_SCHEMES.get(name, ())
     if not schemes:
-        pytest.fail(f"backend {name!r} has no format in advisor.space.SCHEME_BACKENDS")
+        pytest.fail(f"backend {name!r} has no format in advisor.space.BACKEND_SCHEMES")
     from advisor.inspect import inspect_model
-    from tests.conftest import tiny_hf_model
+    from tests.backends.hf_tiny import embedded_tokenizer_dir, tiny_with_tokenizer
 
-    model_dir, _ = tiny_hf_model(tmp_path)
+    # a tiny model with the embedded tokenizer: the HF runners tokenize, calibrating ones read text
+    model_dir, _ = tiny_with_tokenizer(tmp_path, embedded_tokenizer_dir(tmp_path))
     spec = inspect_model(str(model_dir))
-    return spec, plan_for_format(spec, schemes[0])
+    return spec, plan_for_format(spec, schemes[0], backend=name)
 
 
 @pytest.mark.parametrize("name", names())

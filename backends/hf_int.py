@@ -1,0 +1,219 @@
+"""What the integer-weight HF backends (rtn, gptq, awq) share: plan -> per-module schemes,
+calibration windows, the layer-streamed quantize loop writing a compressed-tensors checkpoint,
+loading it back in transformers, and vLLM serving files.
+
+A backend subclasses `HfIntBackend` and implements `quantize_layer` (and says whether it needs
+calibration activations and whether the next layer sees the quantized outputs).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from advisor.errors import BadInput
+from advisor.hardware import HardwareProfile
+from advisor.modelspec import LINEAR_ROLES, ModelSpec, Role
+from advisor.plan import QuantPlan
+from advisor.textdata import default_calibration_text
+from backends.base import QuantizeOptions, Runner, Support
+from backends.hf_stream import Activations
+from backends.hf_writer import QuantizedLinear
+from kernels.affine import IntSpec
+
+log = logging.getLogger(__name__)
+
+# Role -> module path inside a Llama/Mistral/Qwen2-style decoder layer.
+LAYER_MODULES = {
+    Role.ATTN_Q: "self_attn.q_proj", Role.ATTN_K: "self_attn.k_proj",
+    Role.ATTN_V: "self_attn.v_proj", Role.ATTN_O: "self_attn.o_proj",
+    Role.MLP_GATE: "mlp.gate_proj", Role.MLP_UP: "mlp.up_proj", Role.MLP_DOWN: "mlp.down_proj",
+}
+# vLLM fuses these into one GEMM (qkv_proj, gate_up_proj): one precision each.
+FUSED = (("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
+         ("mlp.gate_proj", "mlp.up_proj"))
+INT_BITS = {"W4A16": 4, "W8A16": 8}
+FLOAT_FORMATS = ("F16", "BF16", "F32")
+# 512-token windows of calibration text (QuantizeOptions.extra["calib_windows"]; 0 = all the text
+# gives: 11 for data/calibration.txt). All of it by default: GPTQ overfits 4 windows (see DAMP).
+CALIB_WINDOWS = 0
+CALIB_TOKENS = 512
+DEFAULT_GROUP = 128
+
+
+@dataclass(frozen=True)
+class IntJob:
+    """Per decoder layer: module path -> its scheme (None: stays float)."""
+
+    layers: tuple[dict[str, IntSpec | None], ...]
+    canonical: dict[str, str]  # full module name -> canonical tensor name
+    fallbacks: dict[str, int]  # canonical name -> group size used instead of the planned one
+
+    def float_linears(self) -> list[str]:
+        return [f"model.layers.{i}.{m}" for i, layer in enumerate(self.layers)
+                for m, s in layer.items() if s is None]
+
+
+def plan_job(spec: ModelSpec, plan: QuantPlan) -> IntJob:
+    """Validate an HF int plan against the model and turn it into per-module schemes."""
+    group = int(plan.options.get("group_size", DEFAULT_GROUP))
+    sym = bool(plan.options.get("symmetric", True))
+    layers: list[dict[str, IntSpec | None]] = [dict() for _ in range(spec.n_layers)]
+    canonical: dict[str, str] = {}
+    fallbacks: dict[str, int] = {}
+    for t in spec.tensors:
+        if t.role not in LINEAR_ROLES:
+            fmt = plan.tensor_formats.get(t.canonical, "F16")
+            if fmt not in FLOAT_FORMATS:
+                raise BadInput(f"{t.canonical} ({t.role.value}) is planned as {fmt}",
+                               "these backends quantize decoder linears only; keep it F16")
+            continue
+        if t.role not in LAYER_MODULES or t.layer is None:
+            raise BadInput(f"{t.canonical}: role {t.role.value} is not supported by the HF int "
+                           "backends", "use a model with separate q/k/v and gate/up weights")
+        fmt = plan.tensor_formats.get(t.canonical, "F16")
+        if fmt in FLOAT_FORMATS:
+            s: IntSpec | None = None
+        elif fmt in INT_BITS:
+            g = group
+            if g != -1 and t.shape[-1] % g:
+                g = -1  # vLLM's grouped kernels need whole groups: per channel instead
+                fallbacks[t.canonical] = g
+            s = IntSpec(INT_BITS[fmt], g, sym)
+        else:
+            raise BadInput(f"{t.canonical} is planned as {fmt}",
+                           f"use one of {', '.join([*INT_BITS, *FLOAT_FORMATS])}")
+        mod = LAYER_MODULES[t.role]
+        layers[t.layer][mod] = s
+        canonical[f"model.layers.{t.layer}.{mod}"] = t.canonical
+    for i, layer in enumerate(layers):
+        for fused in FUSED:
+            got = {layer.get(m) for m in fused if m in layer}
+            if len(got) > 1:
+                raise BadInput(f"layer {i}: {', '.join(fused)} are planned in different "
+                               "precisions",
+                               "vLLM fuses them into one matrix; give them one format")
+    return IntJob(tuple(layers), canonical, fallbacks)
+
+
+def calibration_windows(model_dir: Path, options: QuantizeOptions) -> torch.Tensor:
+    """Token windows [n, 512] of the calibration text, cut by the model's own tokenizer."""
+    import transformers
+
+    text = options.calib_text or default_calibration_text()
+    n = int(options.extra.get("calib_windows", CALIB_WINDOWS))
+    try:
+        tok = transformers.AutoTokenizer.from_pretrained(str(model_dir))
+    except (OSError, ValueError) as e:
+        raise BadInput(f"{model_dir} has no usable tokenizer for calibration "
+                       f"({e.__class__.__name__})",
+                       "add the tokenizer files (tokenizer.json, tokenizer_config.json)") from None
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    have = len(ids) // CALIB_TOKENS
+    if have == 0:
+        raise BadInput(f"the calibration text has {len(ids)} tokens; one window needs "
+                       f"{CALIB_TOKENS}", "pass a longer --calib-text")
+    n = min(n, have) if n > 0 else have
+    return torch.tensor(ids[:n * CALIB_TOKENS]).reshape(n, CALIB_TOKENS)
+
+
+def linear(layer: torch.nn.Module, path: str) -> torch.nn.Linear:
+    mod = layer.get_submodule(path)
+    assert isinstance(mod, torch.nn.Linear)
+    return mod
+
+
+class HfIntBackend:
+    """Base of rtn / gptq / awq: integer weights (W4A16/W8A16), 16-bit activations."""
+
+    name = "hf-int"
+    needs_calibration = False
+    propagate_quantized = True  # next layer's inputs from the quantized layer's outputs
+
+    def quantize_layer(self, index: int, layer: torch.nn.Module, acts: Activations,
+                       specs: dict[str, IntSpec | None],
+                       options: QuantizeOptions) -> dict[str, QuantizedLinear]:
+        raise NotImplementedError
+
+    def available(self) -> Support:
+        try:
+            import compressed_tensors
+            import transformers
+        except ImportError as e:
+            return Support(False, f"{e.name} not installed: pip install compressed-tensors "
+                                  "transformers")
+        return Support(True, f"compressed-tensors {compressed_tensors.__version__}, "
+                             f"transformers {transformers.__version__}")
+
+    def serves_on(self, hw: HardwareProfile) -> Support:
+        from backends.hf_serve import serves_scheme
+
+        return serves_scheme("W4A16", hw)
+
+    def quantize(self, spec: ModelSpec, plan: QuantPlan, out_dir: Path,
+                 options: QuantizeOptions) -> QuantPlan:
+        from backends.hf_float import float_source
+        from backends.hf_stream import read_tensors, stream_layers, track_peak_rss, weight_index
+        from backends.hf_writer import CheckpointWriter
+
+        if plan.backend != self.name:
+            raise BadInput(f"plan {plan.label or plan.digest()} is for backend {plan.backend!r}",
+                           f"give the {self.name} backend a W4A16/W8A16 plan")
+        job = plan_job(spec, plan)
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        src = float_source(spec)
+        tokens = calibration_windows(src, options) if self.needs_calibration else None
+        if options.threads:
+            torch.set_num_threads(options.threads)
+        torch.manual_seed(options.seed)
+        writer = CheckpointWriter(out_dir, spec.n_layers + 1)
+        t0 = time.perf_counter()
+        with track_peak_rss() as mem:
+            def per_layer(i: int, layer: torch.nn.Module, acts: Activations) -> None:
+                quantized = self.quantize_layer(i, layer, acts, job.layers[i], options)
+                skip = {f"{m}.weight" for m in quantized}
+                floats = {f"model.layers.{i}.{n}": p.data for n, p in layer.named_parameters()
+                          if n not in skip}
+                writer.add(floats, {f"model.layers.{i}.{m}": q for m, q in quantized.items()})
+
+            stream_layers(src, tokens, per_layer, propagate=self.propagate_quantized,
+                          on_progress=options.extra.get("on_progress"))
+            index = weight_index(src)
+            writer.add(read_tensors(index, [n for n in index if not n.startswith("model.layers.")]),
+                       {})
+        qcfg = writer.finish(src, job.float_linears())
+        seconds = time.perf_counter() - t0
+        log.info("%s wrote %s in %.1f s (peak RSS +%.0f MiB)", self.name, out_dir, seconds,
+                 mem.added / 2**20)
+        opts: dict[str, Any] = {
+            **plan.options,
+            "group_size": int(plan.options.get("group_size", DEFAULT_GROUP)),
+            "symmetric": bool(plan.options.get("symmetric", True)),
+            "fallbacks": job.fallbacks,
+            "format": qcfg["format"],
+            "quantize_seconds": round(seconds, 2),
+            # measured: resident memory sampled while the layers streamed
+            "peak_memory": {"value": mem.peak, "added": mem.added, "unit": "bytes",
+                            "origin": "measured"},
+        }
+        if tokens is not None:
+            opts["calibration"] = {"windows": int(tokens.shape[0]),
+                                   "tokens_per_window": int(tokens.shape[1])}
+        return QuantPlan(self.name, dict(plan.tensor_formats), options=opts, label=plan.label)
+
+    def load(self, artifact_dir: Path, n_ctx: int = 2048, threads: int = 0) -> Runner:
+        from backends.hf_runner import HfRunner
+
+        return HfRunner(Path(artifact_dir), threads=threads)
+
+    def serve_files(self, artifact_dir: Path, plan: QuantPlan, hw: HardwareProfile,
+                    n_ctx: int) -> dict[str, str]:
+        from backends.hf_serve import serve_files
+
+        return serve_files(n_ctx)

@@ -1,0 +1,33 @@
+"""Round-to-nearest integer weights (W4A16/W8A16): each group's min/max scale, no calibration.
+The baseline GPTQ and AWQ are measured against."""
+
+from __future__ import annotations
+
+import torch
+
+from backends.base import QuantizeOptions
+from backends.hf_int import HfIntBackend, linear
+from backends.hf_stream import Activations
+from backends.hf_writer import QuantizedLinear
+from backends.registry import register
+from kernels.affine import IntSpec, qparams, quantize
+
+
+@register("rtn")
+class RtnBackend(HfIntBackend):
+    """compressed-tensors W4A16/W8A16 checkpoints by round-to-nearest."""
+
+    name = "rtn"
+    needs_calibration = False
+
+    def quantize_layer(self, index: int, layer: torch.nn.Module, acts: Activations,
+                       specs: dict[str, IntSpec | None],
+                       options: QuantizeOptions) -> dict[str, QuantizedLinear]:
+        out = {}
+        for path, spec in specs.items():
+            if spec is None:
+                continue
+            w = linear(layer, path).weight.data
+            scale, zp = qparams(w, spec)
+            out[path] = QuantizedLinear(quantize(w, scale, zp, spec), scale, zp, spec)
+        return out
