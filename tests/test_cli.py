@@ -32,55 +32,148 @@ def test_estimate_json_labels_every_figure_predicted() -> None:
     assert est["device_memory"]["origin"] == "datasheet"
 
 
-@pytest.mark.parametrize(
-    "args,needle",
-    [
-        (["inspect", "--model", "/no/such/model.gguf"], "neither a known alias"),
-        (["inspect", "--model", "not-a-model-alias"], "neither a known alias"),
-        (["inspect", "--model", "{junk}"], "not a GGUF file"),
-        (["inspect", "--model", "{empty}"], "is empty"),
-        (["inspect", "--model", "{pickle}"], "pickle"),
-        (["probe", "--target", "no-such-gpu"], "rtx4090"),
-        (["estimate", "--format", "Q9_K_XL"], "unknown format"),
-        (["estimate", "--format", "Q4_K_M", "--target", "nope"], "advisor profiles"),
-        (["estimate", "--format", "int4", "--group-size", "100"], "group size"),
-        (["estimate", "--format", "Q4_0", "--batch", "0"], "concurrency"),
-        (["estimate"], "--format"),
-        (["frobnicate"], "invalid choice"),
-        (["quantize", "--preset", "Q9_K", "--out", "{out}"], "unknown format"),
-        (["quantize", "--out", "{out}"], "exactly one of --preset and --plan"),
-        (["quantize", "--preset", "Q4_0", "--plan", "{plan}", "--out", "{out}"], "exactly one"),
-        (["quantize", "--plan", "/no/plan.json", "--out", "{out}"], "does not exist"),
-        (["quantize", "--plan", "{junk}", "--out", "{out}"], "not a valid plan"),
-        (["quantize", "--plan", "{plan}", "--out", "{out}"], "lacks"),
-        (["quantize", "--preset", "Q4_0", "--out", "{junk}"], "is a file"),
-        (["quantize", "--preset", "Q4_0", "--out", "{full}"], "not an advisor artifact"),
-        (["quantize", "--preset", "Q4_0", "--backend", "rtn", "--out", "{out}"], "--backend"),
-        (["quantize", "--preset", "Q4_0", "--calib-text", "/no/text", "--out", "{out}"],
-         "does not exist"),
-        (["eval", "--artifact", "/no/such/dir"], "not a directory"),
-        (["eval", "--artifact", "{full}"], "not a complete advisor artifact"),
-        (["eval", "--artifact", "{full}", "--eval-text", "/no/text"], "does not exist"),
-        (["bench", "--artifact", "{full}"], "not a complete advisor artifact"),
-    ],
-)
-def test_bad_input_one_line_exit_2(tmp_path: Path, args: list[str], needle: str) -> None:
+# Every category of bad input the issue names: paths and aliases, files that are not models,
+# lying GGUF and safetensors headers, broken config.json, unsupported tensor types, malformed
+# sizes and durations, unknown presets/backends/targets, unwritable --out, short evaluation
+# text, artifact directories that are not one, studies that do not exist. Each: exit 2, one
+# line naming the problem, no traceback.
+BAD_INPUT = [
+    (["inspect", "--model", "/no/such/model.gguf"], "neither a known alias"),
+    (["inspect", "--model", "not-a-model-alias"], "neither a known alias"),
+    (["inspect", "--model", "{junk}"], "not a GGUF file"),
+    (["inspect", "--model", "{empty}"], "is empty"),
+    (["inspect", "--model", "{pickle}"], "pickle"),
+    (["inspect", "--model", "{pickle_dir}"], "pickle checkpoints"),
+    (["inspect", "--model", "{gguf_truncated}"], "runs past the end of the file"),
+    (["inspect", "--model", "{gguf_tensor_count}"], "tensor count"),
+    (["inspect", "--model", "{gguf_kv_count}"], "key/value count"),
+    (["inspect", "--model", "{gguf_offset}"], "runs past the end of the file"),
+    (["inspect", "--model", "{gguf_version}"], "GGUF version 99"),
+    (["inspect", "--model", "{gguf_alignment}"], "alignment"),
+    (["estimate", "--format", "Q4_0", "--model", "{gguf_type}"], "GGMLQuantizationType"),
+    (["inspect", "--model", "{st_header_len}"], "not a readable safetensors file"),
+    (["inspect", "--model", "{st_not_json}"], "invalid JSON"),
+    (["inspect", "--model", "{st_offsets}"], "not a readable safetensors file"),
+    (["inspect", "--model", "{st_dtype}"], "unknown variant `Q9`"),
+    (["inspect", "--model", "{cfg_missing}"], "no valid 'hidden_size'"),
+    (["inspect", "--model", "{cfg_arch}"], "unsupported architecture"),
+    (["inspect", "--model", "{cfg_json}"], "config.json is not valid JSON"),
+    (["probe", "--target", "no-such-gpu"], "rtx4090"),
+    (["estimate", "--format", "Q9_K_XL"], "unknown format"),
+    (["estimate", "--format", "Q4_K_M", "--target", "nope"], "advisor profiles"),
+    (["estimate", "--format", "int4", "--group-size", "100"], "group size"),
+    (["estimate", "--format", "Q4_0", "--batch", "0"], "concurrency"),
+    (["estimate"], "--format"),
+    (["frobnicate"], "invalid choice"),
+    (["recommend", "--max-size", "24Gbb", "--out", "{out}"], "'24Gbb' is not a size"),
+    (["recommend", "--vram=-3G", "--out", "{out}"], "'-3G' is not a size"),
+    (["recommend", "--p95", "fast", "--out", "{out}"], "'fast' is not a duration"),
+    (["recommend", "--p95", "0s", "--out", "{out}"], "must be longer than zero"),
+    (["recommend", "--max-kld", "abc", "--out", "{out}"], "not a number"),
+    (["recommend", "--trials", "0", "--out", "{out}"], "--trials 0"),
+    (["quantize", "--preset", "Q9_K", "--out", "{out}"], "unknown format"),
+    (["quantize", "--out", "{out}"], "exactly one of --preset and --plan"),
+    (["quantize", "--preset", "Q4_0", "--plan", "{plan}", "--out", "{out}"], "exactly one"),
+    (["quantize", "--plan", "/no/plan.json", "--out", "{out}"], "does not exist"),
+    (["quantize", "--plan", "{junk}", "--out", "{out}"], "not a valid plan"),
+    (["quantize", "--plan", "{plan}", "--out", "{out}"], "lacks"),
+    (["quantize", "--plan", "{plan_type}", "--out", "{out}"], "unknown GGML types Q9_Z"),
+    (["quantize", "--preset", "Q4_0", "--out", "{junk}"], "is a file"),
+    (["quantize", "--preset", "Q4_0", "--out", "{full}"], "not an advisor artifact"),
+    (["quantize", "--preset", "Q4_0", "--out", "/dev/null/out"], "not a writable directory"),
+    # /proc has no free blocks: the pre-flight check refuses before any work
+    (["quantize", "--preset", "Q4_0", "--out", "/proc/advisor-out"], "not enough free disk"),
+    (["quantize", "--preset", "Q4_0", "--backend", "rtn", "--out", "{out}"], "--backend"),
+    (["quantize", "--preset", "Q4_0", "--calib-text", "/no/text", "--out", "{out}"],
+     "does not exist"),
+    (["eval", "--artifact", "/no/such/dir"], "not a directory"),
+    (["eval", "--artifact", "{full}"], "not a complete advisor artifact"),
+    (["eval", "--artifact", "{full}", "--eval-text", "/no/text"], "does not exist"),
+    (["-q", "eval", "--artifact", "{fake_artifact}", "--eval-text", "{short_text}"],
+     "one window needs 512"),
+    (["bench", "--artifact", "{full}"], "not a complete advisor artifact"),
+    (["worker", "--study", "nope", "--storage", "{study_db}"], "no study 'nope'"),
+    (["worker", "--study", "nope", "--storage", "mysql://u:pw@127.0.0.1:1/db"],
+     "cannot open the study storage"),
+]
+
+
+def _bad_files(tmp_path: Path) -> dict[str, Path]:
+    from tests.fuzz.builders import (
+        gguf_bytes,
+        hf_dir,
+        safetensors_bytes,
+        tiny_llama_config,
+    )
+
     files = {
         "{junk}": tmp_path / "junk.gguf",
         "{empty}": tmp_path / "empty.gguf",
         "{pickle}": tmp_path / "pytorch_model.bin",
         "{plan}": tmp_path / "plan.json",
+        "{plan_type}": tmp_path / "plan_type.json",
         "{out}": tmp_path / "out",
         "{full}": tmp_path / "full",
+        "{fake_artifact}": tmp_path / "fake_artifact",
+        "{short_text}": tmp_path / "short.txt",
+        "{study_db}": tmp_path / "studies.db",
     }
     files["{plan}"].write_text('{"backend": "gguf", "tensor_formats": {"blk.99.x": "Q4_K"}}')
+    files["{plan_type}"].write_text('{"backend": "gguf", "tensor_formats": '
+                                    '{"blk.0.ffn_down.weight": "Q9_Z"}}')
     files["{full}"].mkdir()
     (files["{full}"] / "notes.txt").write_text("not an artifact")
     files["{junk}"].write_bytes(b"not a model at all" * 10)
     files["{empty}"].write_bytes(b"")
     files["{pickle}"].write_bytes(b"\x80\x04")
+    files["{fake_artifact}"].mkdir()
+    (files["{fake_artifact}"] / "report.json").write_text(
+        '{"version": 1, "backend": "gguf", "label": "fake"}')
+    files["{short_text}"].write_text("Far too short for a window.")
+    for key, kwargs in {"truncated": None, "tensor_count": {"n_tensors": 1 << 62},
+                        "kv_count": {"n_kv": 1 << 40}, "offset": {"offset": 1 << 50},
+                        "version": {"version": 99}, "alignment": {"alignment": 3},
+                        "type": {"ttype": 9999}}.items():
+        path = tmp_path / f"{key}.gguf"
+        path.write_bytes(gguf_bytes()[:-100] if kwargs is None else gguf_bytes(**kwargs))
+        files["{gguf_" + key + "}"] = path
+    lie = {"w": {"dtype": "F32", "shape": [4, 4], "data_offsets": [0, 1 << 40]}}
+    q9 = {"w": {"dtype": "Q9", "shape": [4, 4], "data_offsets": [0, 64]}}
+    files["{st_header_len}"] = hf_dir(tmp_path / "st_len", safetensors_bytes(header_len=1 << 40))
+    files["{st_not_json}"] = hf_dir(tmp_path / "st_json", safetensors_bytes(raw_header=b"{no"))
+    files["{st_offsets}"] = hf_dir(tmp_path / "st_off", safetensors_bytes(lie, data=bytes(64)))
+    files["{st_dtype}"] = hf_dir(tmp_path / "st_dtype", safetensors_bytes(q9, data=bytes(64)))
+    files["{cfg_missing}"] = hf_dir(tmp_path / "cfg1", config=tiny_llama_config(hidden_size=None))
+    files["{cfg_arch}"] = hf_dir(tmp_path / "cfg2",
+                                 config=tiny_llama_config(architectures=["FrobForCausalLM"]))
+    files["{cfg_json}"] = hf_dir(tmp_path / "cfg3", config_text='{"hidden_size": ')
+    pickles = tmp_path / "pickles"
+    pickles.mkdir()
+    (pickles / "config.json").write_text(json.dumps(tiny_llama_config()))
+    (pickles / "pytorch_model.bin").write_bytes(b"\x80\x04")
+    files["{pickle_dir}"] = pickles
+    return files
+
+
+@pytest.mark.parametrize("args,needle", BAD_INPUT)
+def test_bad_input_one_line_exit_2(tmp_path: Path, args: list[str], needle: str) -> None:
+    files = _bad_files(tmp_path)
     r = advisor(*[str(files.get(a, a)) for a in args])
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert "Traceback" not in r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], r.stderr
+    assert lines[0].startswith("advisor: error: ") and len(lines[0]) < 400
+
+
+def test_bad_input_table_covers_the_issue() -> None:
+    assert len(BAD_INPUT) >= 30 and len({tuple(a) for a, _ in BAD_INPUT}) == len(BAD_INPUT)
+
+
+def test_infeasible_target_exit_3_names_the_nearest_alternative(tmp_path: Path) -> None:
+    r = advisor("recommend", "--max-size", "1M", "--no-imatrix", "--out", str(tmp_path / "o"),
+                "--json")
+    assert r.returncode == 3, r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in r.stderr and "--max-size 1M" in line
+    assert "nearest feasible: --max-size" in line and not (tmp_path / "o").exists()

@@ -59,12 +59,21 @@ def read_gguf(path: Path) -> ModelSpec:
             vocab = len(tokens)
         else:
             vocab = embd.shape[0] if embd else 0
+        return _spec(path, kv, arch, meta, tensors, n_heads, n_kv, head_dim, vocab,
+                     header.data_offset)
     except (ValueError, KeyError, IndexError, TypeError, OverflowError, OSError,
             struct.error) as e:
         raise BadInput(
             f"{path} is not a readable GGUF model ({type(e).__name__}: {e})",
             "the file is truncated or corrupt; download or convert it again",
         ) from None
+
+
+def _spec(path: Path, kv: dict[str, Any], arch: str, meta: dict[str, Any],
+          tensors: list[TensorInfo], n_heads: int, n_kv: Any, head_dim: Any, vocab: int,
+          data_offset: int) -> ModelSpec:
+    """The ModelSpec; metadata of the wrong type (a string where a count belongs) raises
+    ValueError/TypeError, which read_gguf turns into BadInput."""
     has_output = any(t.role is Role.LM_HEAD for t in tensors)
     return ModelSpec(
         path=str(path),
@@ -81,7 +90,7 @@ def read_gguf(path: Path) -> ModelSpec:
         context_length=int(kv.get(f"{arch}.context_length", 2048)),
         tied_embeddings=not has_output,
         tensors=tuple(tensors),
-        metadata_bytes=header.data_offset,
+        metadata_bytes=data_offset,
         extra={"file_type": kv.get("general.file_type"),
                "n_expert": int(kv.get(f"{arch}.expert_count", 0) or 0),
                "chat_template": isinstance(kv.get("tokenizer.chat_template"), str)},

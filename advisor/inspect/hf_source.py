@@ -30,6 +30,8 @@ _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I8": 1, "U8": 1, "I16"
                 "I64": 8, "F8_E4M3": 1, "F8_E5M2": 1, "BOOL": 1}
 _REQUIRED = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
              "vocab_size")
+_OPTIONAL = ("num_key_value_heads", "head_dim", "max_position_embeddings", "num_local_experts",
+             "num_experts")
 
 
 def _config(d: Path) -> dict[str, Any]:
@@ -44,14 +46,30 @@ def _config(d: Path) -> dict[str, Any]:
     if not isinstance(cfg, dict):
         raise BadInput(f"{path} is not a JSON object", "restore the model's config.json")
     for key in _REQUIRED:
-        if not isinstance(cfg.get(key), int) or cfg[key] <= 0:
+        if not _positive_int(cfg.get(key)):
             raise BadInput(f"{path} has no valid {key!r}", "restore the model's config.json")
+    for key in _OPTIONAL:  # optional, but when present a positive integer
+        if cfg.get(key) is not None and not _positive_int(cfg[key]):
+            raise BadInput(f"{path}: {key!r} is {cfg[key]!r}, not a positive integer",
+                           "restore the model's config.json")
     return cfg
+
+
+def _positive_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 < v < _MAX_DIM
+
+
+_MAX_DIM = 1 << 31  # beyond any real model; a lying config must not size loops (layer maps)
+_MAX_LAYERS = 4096
 
 
 def _arch(cfg: dict[str, Any], where: Path) -> tuple[str, str]:
     archs = cfg.get("architectures") or []
+    if not isinstance(archs, list):
+        archs = [archs]
     for a in archs:
+        if not isinstance(a, str):
+            continue
         if a in HF_ARCHITECTURES:
             return a, HF_ARCHITECTURES[a]
     known = ", ".join(sorted(HF_ARCHITECTURES))
@@ -79,6 +97,8 @@ def _headers(files: list[Path]) -> list[tuple[str, tuple[int, ...], str]]:
                     out.append((key, tuple(int(s) for s in sl.get_shape()), sl.get_dtype()))
         except (SafetensorError, OSError, ValueError, RuntimeError) as e:
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if len(msg) > 160:  # e.g. serde's "unknown variant `Q9`, expected one of <22 dtypes>"
+                msg = msg[:157] + "..."
             raise BadInput(
                 f"{f} is not a readable safetensors file ({msg})",
                 "the file is truncated or corrupt; download it again",
@@ -120,6 +140,9 @@ def read_hf_dir(d: Path) -> ModelSpec:
     cfg = _config(d)
     hf_arch, arch = _arch(cfg, d)
     n_layers = int(cfg["num_hidden_layers"])
+    if n_layers > _MAX_LAYERS:
+        raise BadInput(f"{d}/config.json: num_hidden_layers {n_layers} is not plausible "
+                       f"(more than {_MAX_LAYERS})", "restore the model's config.json")
     tmap = _canonical_map(arch, n_layers)
     tensors = []
     for key, shape, dtype in _headers(files):

@@ -137,9 +137,47 @@ class SearchResult:
                 "trials": [t.to_dict() for t in self.trials], "extra": self.extra}
 
 
+HEARTBEAT_S = 60
+"""Seconds between a running trial's heartbeats; after GRACE_S without one, the next trial
+started on the study (any process, any host) marks it FAIL and queues a retry of its knobs."""
+GRACE_S = 180
+MAX_RETRY = 2
+
+
+def open_storage(url: str, heartbeat_s: int = HEARTBEAT_S,
+                 grace_s: int = GRACE_S) -> optuna.storages.RDBStorage:
+    """An RDB storage (SQLite, PostgreSQL, ...) with heartbeats: a trial of a killed process is
+    marked FAIL after `grace_s` and retried (up to MAX_RETRY times) by whoever runs next. Every
+    process of one study must use the same heartbeat settings (advisor.search.job stores them)."""
+    retry_cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        if retry_cls is not None:  # optuna >= 4.9
+            return optuna.storages.RDBStorage(
+                url, heartbeat_interval=heartbeat_s, grace_period=grace_s,
+                heartbeat_stale_trial_callback=retry_cls(max_retry=MAX_RETRY))
+        return optuna.storages.RDBStorage(
+            url, heartbeat_interval=heartbeat_s, grace_period=grace_s,
+            failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=MAX_RETRY))
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password: reports and error messages end up in tickets."""
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    cred, host = rest.rsplit("@", 1)
+    return f"{scheme}://{cred.split(':', 1)[0]}@{host}"
+
+
 def storage_url(storage: str | Path) -> str:
-    """A URL as is; a file path becomes sqlite:///<absolute path>."""
+    """A URL as is; a file path becomes sqlite:///<absolute path>. A PostgreSQL URL without a
+    driver gets psycopg2 (the project's dependency; SQLAlchemy >= 2.1 would pick psycopg 3)."""
     text = str(storage)
+    for bare in ("postgresql://", "postgres://"):
+        if text.startswith(bare):
+            return "postgresql+psycopg2://" + text[len(bare):]
     if "://" in text:
         return text
     path = Path(text).expanduser().resolve()
@@ -229,6 +267,8 @@ def run_search(
     evaluate: Evaluate | None = None,
     objectives: Sequence[str] = ("surrogate_kl",),
     limits: Mapping[str, float] | None = None,
+    max_new_trials: int | None = None,
+    callbacks: Sequence[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = (),
 ) -> SearchResult:
     """Run (or resume) the study in `storage` (a URL, a file path for SQLite, or an Optuna
     storage object) until it holds `config.n_trials` finished trials.
@@ -236,7 +276,9 @@ def run_search(
     Each trial's metrics are {"surrogate_kl", "bytes"} plus what `evaluate(assignment)` returns
     (assignment: every tensor's GGML type); `objectives` name the metrics to minimise, `limits`
     maxima on metrics (bytes <= budget_bytes always). A plan already scored in this study is
-    not evaluated again; its metrics are reused.
+    not evaluated again; its metrics are reused. `max_new_trials` caps the trials this call
+    runs (an `advisor worker --trials N`). `callbacks` also go to `study.optimize`: each is
+    called with every trial as it finishes (progress display).
     """
     if budget_bytes < table.space.min_size():
         raise Infeasible(f"a budget of {budget_bytes} bytes is below the smallest plan of the "
@@ -252,9 +294,7 @@ def run_search(
     else:
         url = storage_url(storage)
         # heartbeats let a later run fail the trials of a killed one (after the grace period)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            rdb = optuna.storages.RDBStorage(url, heartbeat_interval=60, grace_period=180)
+        rdb = open_storage(url)
     probe = optuna.create_study(storage=rdb, study_name=config.study_name,
                                 directions=["minimize"] * len(objectives), load_if_exists=True)
     done = [t for t in probe.get_trials(deepcopy=False)
@@ -293,11 +333,18 @@ def run_search(
         return tuple(attrs["metrics"][o] for o in objectives)
 
     remaining = config.n_trials - len(done)
+    if max_new_trials is not None:
+        remaining = min(remaining, max_new_trials)
     if remaining > 0:
         log.info("study %s: %d finished trials, running %d more", config.study_name, len(done),
                  remaining)
-        study.optimize(objective, n_trials=remaining)
-    return _result(study, objectives, url, config.study_name, calls[0], table.space.imatrix)
+        # other processes (`advisor worker`) may finish trials of the same study meanwhile:
+        # stop once the study as a whole holds n_trials finished ones
+        done_cb = optuna.study.MaxTrialsCallback(config.n_trials,
+                                                 states=(optuna.trial.TrialState.COMPLETE,))
+        study.optimize(objective, n_trials=remaining, callbacks=[done_cb, *callbacks])
+    return _result(study, objectives, redact_url(url), config.study_name, calls[0],
+                   table.space.imatrix)
 
 
 def _result(study: optuna.Study, objectives: tuple[str, ...], url: str, name: str,

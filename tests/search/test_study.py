@@ -138,7 +138,9 @@ def test_interrupted_study_resumes_from_sqlite(table: SensitivityTable, tmp_path
 
 def test_storage_url_and_config_validation(tmp_path: Path) -> None:
     assert storage_url(tmp_path / "a.db") == f"sqlite:///{(tmp_path / 'a.db').resolve()}"
-    assert storage_url("postgresql://h/db") == "postgresql://h/db"
+    # a bare PostgreSQL URL gets the declared driver (SQLAlchemy 2.1 would pick psycopg 3)
+    assert storage_url("postgresql://h/db") == "postgresql+psycopg2://h/db"
+    assert storage_url("postgresql+psycopg://h/db") == "postgresql+psycopg://h/db"
     with pytest.raises(ValueError, match="sampler"):
         SearchConfig(sampler="cmaes")
     with pytest.raises(ValueError, match="n_trials"):
