@@ -31,7 +31,13 @@ demo: $(STAMP)
 		--out out/demo-recommend
 
 test: $(STAMP)
+	sh tests/system/setup.sh
 	$(VENV)/bin/pytest -q
+
+# The benchmark suite (not part of `make test`): regenerates BENCHMARKS.md and
+# data/benchmarks/*.png; artifacts and results.json go to bench-out/. About 40-60 min on 2 cores.
+bench: $(STAMP)
+	$(PY) -m advisor.benchmarks --out bench-out --md BENCHMARKS.md
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check advisor backends kernels profiles tests

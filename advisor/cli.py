@@ -106,12 +106,14 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     spec = inspect_model(args.model)
-    plan = resolve_plan(spec, args.preset, args.plan, args.imatrix, args.group_size)
+    plan = resolve_plan(spec, args.preset, args.plan, args.imatrix, args.group_size,
+                        backend=args.backend, bits=args.bits)
     if plan.backend != args.backend:
         raise BadInput(f"--preset/--plan gives a {plan.backend} plan but --backend is "
                        f"{args.backend}", f"pass --backend {plan.backend}")
     hw = get_hardware(args.target, out.parent)
     calib = load_text(args.calib_text, "calibration")
+    _preflight_quantize(spec, plan, hw, out)
     options = QuantizeOptions(calib_text=calib, imatrix=args.imatrix, threads=args.threads,
                               seed=args.seed)
     with _stages(args) as stages:
@@ -123,6 +125,18 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     else:
         show_artifact(out, report)
     return 0
+
+
+def _preflight_quantize(spec: Any, plan: Any, hw: Any, out: Path) -> None:
+    """Free disk for the estimated file (the staging directory sits beside --out) and RAM for
+    the source's largest tensor in F32 plus its quantized copy, before any work."""
+    from advisor.estimate import Workload, estimate
+    from advisor.preflight import check_disk, check_memory
+
+    size = int(estimate(spec, plan, hw, Workload()).file_size.value)
+    check_disk(out.absolute().parent, size, f"the quantized model at {out}")
+    largest = max((t.n_params for t in spec.tensors), default=0)
+    check_memory(largest * 8, "quantizing the largest tensor")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -175,7 +189,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
              ("max_size", args.max_size), ("p95", args.p95), ("max_kld", args.max_kld))
              if v is not None}
     cfg = RecommendConfig(candidates=args.candidates, presets_measured=args.presets,
-                          trials=args.trials, seed=args.seed, eval_windows=args.eval_windows,
+                          trials=args.trials, measured_trials=args.measured_trials,
+                          seed=args.seed, eval_windows=args.eval_windows,
                           bench_requests=args.bench_requests, imatrix=args.imatrix,
                           threads=args.threads, storage=args.storage, flags=flags)
     with _stages(args) as stages:
@@ -194,6 +209,60 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    import optuna
+
+    from advisor.commands.worker import run_worker
+
+    optuna.logging.set_verbosity(optuna.logging.INFO if args.verbose else optuna.logging.WARNING)
+    with _stages(args) as stages:
+        summary = run_worker(args.study, args.storage, model=args.model, trials=args.trials,
+                             threads=args.threads,
+                             scratch=Path(args.scratch) if args.scratch else None,
+                             target=args.target, stages=stages)
+    if args.json:
+        _emit_json(summary)
+    else:
+        sys.stdout.write(f"study {summary['study']}: {summary['finished']} of "
+                         f"{summary['n_trials']} trials finished, {summary['failed']} failed; "
+                         f"this worker measured {summary['evaluations']} plans\n")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from advisor.report import SCHEMA
+
+    _emit_json(SCHEMA)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from advisor.report import rerender
+
+    written = rerender(Path(args.dir))
+    if args.json:
+        _emit_json({"directory": args.dir, "written": [str(p) for p in written]})
+    else:
+        sys.stdout.write("".join(f"wrote {p}\n" for p in written))
+    return 0
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    from advisor.tui import run_tui
+
+    return run_tui(model=args.model, target=args.target, out=Path(args.out))
+
+
+_EPILOG = """exit codes:
+  0  ok
+  1  any other failure (an internal error: rerun with --verbose for the traceback)
+  2  bad input: one line on stderr naming the problem and the fix
+  3  infeasible targets: no candidate meets them; the nearest feasible alternative is named
+
+--json (before or after the command) prints only JSON on stdout; progress, warnings and errors
+go to stderr. -q/--quiet hides progress bars and warnings; -v/--verbose adds debug logs."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     from advisor.bench.config import BenchWorkload
     from advisor.commands.measure import DEFAULT_EVAL_WINDOWS
@@ -201,7 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
     from advisor.inspect import DEFAULT_MODEL
 
     defaults = Workload()
-    p = _Parser(prog="advisor", description="Hardware-aware deployment advisor for quantized LLMs.")
+    p = _Parser(prog="advisor", description="Hardware-aware deployment advisor for quantized LLMs.",
+                epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", dest="json_global", action="store_true",
+                   help="print only JSON on stdout (as the command's own --json)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging, tracebacks")
     p.add_argument("-q", "--quiet", action="store_true", help="only errors and results")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -245,7 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("quantize", help="quantize with one plan into an artifact directory")
     common(sp, model=True, target=True)
-    sp.add_argument("--backend", default="gguf", help="gguf (default)")
+    sp.add_argument("--backend", default="gguf",
+                    help="gguf (default), rtn, gptq, awq (compressed-tensors checkpoints)")
+    sp.add_argument("--bits", type=int, choices=(4, 8),
+                    help="rtn/gptq/awq without --preset: 4 (W4A16, default) or 8 (W8A16)")
     sp.add_argument("--preset", help="a format: llama.cpp preset or type (Q4_K_M, Q8_0, ...)")
     sp.add_argument("--plan", help="a plan.json (tensor name -> type)")
     sp.add_argument("--imatrix", action=argparse.BooleanOptionalAction, default=True,
@@ -299,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--presets", type=int, default=2,
                     help="fitting llama.cpp presets realized (those nearest the budget)")
     sp.add_argument("--trials", type=int, default=30, help="Optuna trials of the plan search")
+    sp.add_argument("--measured-trials", type=int, default=0,
+                    help="then this many trials quantized and measured inside the search loop "
+                         "(measured KL; p95 and memory limits on this host); 0 = off")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--storage", help="Optuna storage URL (default: SQLite <out>.study.db)")
     sp.add_argument("--eval-windows", type=int, default=2, help="512-token windows scored")
@@ -308,12 +386,43 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--threads", type=int, default=0, help="0 = all cores")
     sp.add_argument("--out", required=True, help="artifact directory of the pick")
     sp.set_defaults(func=cmd_recommend)
+
+    sp = sub.add_parser("worker", help="run trials of a study in a shared database (any host)")
+    common(sp, target=True)
+    sp.add_argument("--study", required=True, help="study name (`advisor recommend` prints it)")
+    sp.add_argument("--storage", required=True,
+                    help="the study's database, e.g. postgresql://user@host:5432/db")
+    sp.add_argument("--model", default=None,
+                    help="this host's copy of the study's model (default: as the study names it)")
+    sp.add_argument("--trials", type=int, default=None,
+                    help="stop after this many trials (default: until the study is finished)")
+    sp.add_argument("--scratch", default=None,
+                    help="directory for the candidates measured (default: the system's temp)")
+    sp.add_argument("--threads", type=int, default=0, help="0 = all cores")
+    sp.set_defaults(func=cmd_worker)
+
+    sp = sub.add_parser("schema", help="print the JSON Schema of report.json")
+    common(sp)
+    sp.set_defaults(func=cmd_schema)
+
+    sp = sub.add_parser("report", help="re-render report.md, pareto.png, candidates.csv of an "
+                                       "artifact from its report.json")
+    common(sp)
+    sp.add_argument("dir", help="artifact directory (advisor quantize or recommend)")
+    sp.set_defaults(func=cmd_report)
+
+    sp = sub.add_parser("tui", help="the interactive wizard: hardware, model, targets, run, "
+                                    "results")
+    common(sp, model=True, target=True)
+    sp.add_argument("--out", default="advisor-out", help="artifact directory of the pick")
+    sp.set_defaults(func=cmd_tui)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.json = bool(getattr(args, "json", False) or args.json_global)
     level = logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -19,9 +19,8 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,9 @@ from advisor.errors import BadInput, Infeasible
 from advisor.estimate import Workload, estimate
 from advisor.plan import QuantPlan
 from advisor.progress import Stages
-from advisor.recommend.summary import pareto_front, render_markdown, spearman
+from advisor.recommend.summary import pareto_front, spearman
+from advisor.report import render_files
+from advisor.stageclock import StageClock
 from advisor.targets import Targets, parse_duration, parse_size
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class RecommendConfig:
     imatrix: bool = True
     threads: int = 0
     storage: str | None = None
+    measured_trials: int = 0  # trials of the measured phase (each quantized and measured)
     presets: tuple[str, ...] = DEFAULT_PRESETS
     flags: dict[str, str] = field(default_factory=dict)  # targets as the user wrote them
 
@@ -67,7 +69,7 @@ class RecommendConfig:
             if not isinstance(v, int) or v < 1:
                 raise BadInput(f"--{name.replace('_', '-')} {v!r} must be an integer >= 1",
                                "pass a positive integer")
-        if self.presets_measured < 0 or self.bench_warmup < 0:
+        if self.presets_measured < 0 or self.bench_warmup < 0 or self.measured_trials < 0:
             raise BadInput("preset and warm-up counts must be >= 0", "pass 0 or more")
 
 
@@ -99,19 +101,6 @@ def targets_from_args(*, prompt_tokens: int, new_tokens: int, concurrency: int, 
     )
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - t0, 3)
-
-
 def _flag(cfg: RecommendConfig, key: str, value: Any) -> str:
     return f"--{key} {cfg.flags.get(key, value)}"
 
@@ -141,17 +130,21 @@ def _reusable(directory: Path, plan: QuantPlan) -> dict[str, Any] | None:
 
 
 def recommend(model: str, targets: Targets, target: str | None, out: Path,
-              cfg: RecommendConfig, stages: Stages) -> dict[str, Any]:
+              cfg: RecommendConfig, stages: Stages, *,
+              on_trial: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run the whole pipeline; return the report written to `out` (raises Infeasible, exit 3,
-    when no measured candidate meets the targets)."""
+    when no measured candidate meets the targets). `on_trial(info)` is called as each search
+    trial finishes (number, bytes, surrogate_kl, feasible, done, total)."""
     from advisor.artifact import check_out_dir
     from advisor.commands.measure import bench, evaluate, reference_model
     from advisor.commands.quantize import model_summary, provenance, quantize_artifact
     from advisor.inspect import inspect_model
     from advisor.modelspec import SourceFormat
+    from advisor.preflight import check_disk
     from advisor.probe import get_hardware
     from advisor.quality.cache import file_identity
     from advisor.search import SearchConfig, gguf_plan_space, run_search
+    from advisor.search.job import create_job_study, recommend_job
     from advisor.sensitivity import sensitivity_table
     from advisor.space import plan_for_format
     from advisor.textdata import default_calibration_text, default_evaluation_text
@@ -159,12 +152,18 @@ def recommend(model: str, targets: Targets, target: str | None, out: Path,
 
     out = Path(out).expanduser().absolute()
     check_out_dir(out)
-    clock = _Clock()
+    clock = StageClock()
     wl = targets.workload
 
     with clock.stage("inspect"), stages.step(f"inspecting {model}"):
         spec = inspect_model(model)
         hw = get_hardware(target, out.parent)
+    source_spec = spec
+    if spec.format is not SourceFormat.GGUF:
+        # An HF source is planned, quantized and measured as its F16 GGUF (the reference, cached):
+        # sizes then include the GGUF metadata (tokenizer) that an HF header cannot predict.
+        with clock.stage("convert"), stages.step("converting to an F16 GGUF (cached)"):
+            spec = inspect_model(str(reference_model(spec, cfg.threads)))
     with clock.stage("targets"):
         limits = _memory_limits(targets)
         ref_plan = plan_for_format(spec, "Q8_0")
@@ -217,8 +216,7 @@ def recommend(model: str, targets: Targets, target: str | None, out: Path,
 
     calib = default_calibration_text()
     eval_text = default_evaluation_text()
-    src = Path(spec.path) if spec.format is SourceFormat.GGUF else reference_model(spec,
-                                                                                    cfg.threads)
+    src = Path(spec.path)
     with clock.stage("sensitivity"):
         imatrix_values = None
         if cfg.imatrix:
@@ -239,10 +237,15 @@ def recommend(model: str, targets: Targets, target: str | None, out: Path,
         if budget >= space.min_size():
             name = _study_name(file_identity(spec.path), targets, space.digest(), budget)
             storage = cfg.storage or str(out.with_name(out.name + ".study.db"))
-            with stages.step(f"searching plans ({cfg.trials} trials, study {name})"):
+            # the job in the study lets `advisor worker --study NAME` on other hosts join in
+            create_job_study(recommend_job(model, source_spec, targets.to_dict(), space, budget,
+                                           cfg.trials, cfg.seed, cfg.imatrix),
+                             storage, study_name=name)
+            with stages.bar(f"searching plans ({cfg.trials} trials, study {name})") as bar:
                 result = run_search(table, budget, storage,
                                     config=SearchConfig(n_trials=cfg.trials, seed=cfg.seed,
-                                                        study_name=name))
+                                                        study_name=name),
+                                    callbacks=[_trial_callback(cfg.trials, bar, on_trial)])
             seen: set[str] = set()
             for t in sorted((t for t in result.trials if t.feasible),
                             key=lambda t: (t.surrogate, t.nbytes, t.number)):
@@ -256,6 +259,15 @@ def recommend(model: str, targets: Targets, target: str | None, out: Path,
             search_info = {"storage": result.storage, "study_name": result.study_name,
                            "trials": len(result.trials), "budget_tensor_bytes": budget,
                            "best_trial": result.best.number if result.best else None}
+            if cfg.measured_trials:
+                measured = _measured_search(table, budget, storage, name, model, source_spec,
+                                            spec, space, hw, wl, targets, cfg, target is None,
+                                            stages, on_trial)
+                search_info["measured"] = measured["info"]
+                for label, plan, surrogate in measured["plans"]:
+                    if plan.digest() not in seen:
+                        seen.add(plan.digest())
+                        search_plans.append((label, plan, surrogate))
 
     # which presets are realized: those nearest the budget (the largest that fit)
     nearest = sorted(fitting, key=lambda p: -p["size"])[:cfg.presets_measured]
@@ -271,6 +283,9 @@ def recommend(model: str, targets: Targets, target: str | None, out: Path,
     options = QuantizeOptions(calib_text=calib, imatrix=cfg.imatrix, threads=cfg.threads,
                               seed=cfg.seed)
     realized: list[tuple[str, str, Path, dict[str, Any], float | None]] = []
+    # pre-flight: every candidate's file, plus the pick's copy at --out
+    check_disk(work, int(sum(estimate(spec, p, hw, wl).file_size.value for *_, p, _ in todo))
+               + max_file, f"{len(todo)} candidates and the pick")
     with clock.stage("realize"):
         for label, kind, plan, surrogate in todo:
             directory = work / label
@@ -329,7 +344,7 @@ def recommend(model: str, targets: Targets, target: str | None, out: Path,
         rep = {
             **base,
             "kind": "recommendation",
-            "model": model_summary(spec),
+            "model": model_summary(source_spec),
             "targets": targets.to_dict(),
             "target_flags": cfg.flags,
             "hardware": hw.to_dict(),
@@ -348,6 +363,7 @@ def recommend(model: str, targets: Targets, target: str | None, out: Path,
             "surrogate_spearman": rho,
             "search": search_info,
             "stage_seconds": clock.seconds,
+            "stage_peak_rss": clock.peak_rss,
             "provenance": provenance(cfg.seed, {"calibration": calib, "evaluation": eval_text}),
         }
         with staging(out) as tmp:
@@ -356,10 +372,89 @@ def recommend(model: str, targets: Targets, target: str | None, out: Path,
                     shutil.copy2(f, tmp / f.name)
             rep["stage_seconds"] = {**clock.seconds,
                                     "emit": round(time.perf_counter() - t_emit, 3)}
-            (tmp / MARKDOWN_FILE).write_text(render_markdown(rep))
+            render_files(rep, tmp)  # report.md, pareto.png, candidates.csv
             write_report(tmp, rep)
     rep["stage_seconds"] = dict(clock.seconds)
     return rep
+
+
+def _measured_search(table: Any, budget: int, storage: str, name: str, model: str,
+                     source_spec: Any, spec: Any, space: Any, hw: Any, wl: Workload,
+                     targets: Targets, cfg: RecommendConfig, host: bool, stages: Stages,
+                     on_trial: Callable[[dict[str, Any]], None] | None
+                     ) -> dict[str, Any]:
+    """The measured phase of the search: a second study (`<name>-measured`, same storage) whose
+    every trial is quantized by llama.cpp and measured (KL on `eval_windows` windows; on this
+    host also p95 latency and peak memory of a short bench), so TPE learns from measurements
+    and the targets the surrogate cannot see (p95, memory) are limits inside the loop. It
+    starts from the exact surrogate optimum. Returns its best feasible plans (by measured KL)."""
+    from advisor.search import SearchConfig, run_search
+    from advisor.search.job import MeasureSettings
+    from advisor.search.measured import MeasuredEvaluator
+
+    bench_requests = cfg.bench_requests if host else 0
+    evaluator = MeasuredEvaluator(spec, space, hw, MeasureSettings(
+        eval_windows=cfg.eval_windows, window=EVAL_WINDOW, bench_requests=bench_requests),
+        imatrix=cfg.imatrix, workload=wl, threads=cfg.threads)
+    from advisor.search.job import create_job_study, recommend_job
+    limits: dict[str, float] = {}
+    if host and targets.p95_s is not None:
+        limits["p95_s"] = targets.p95_s
+    mem = [v for _, v in _memory_limits(targets)]
+    if host and mem:
+        limits["peak_rss"] = float(min(mem))
+    if targets.max_kld is not None:
+        limits["kl"] = targets.max_kld
+    mname = name + "-measured"
+    settings = MeasureSettings(eval_windows=cfg.eval_windows, window=EVAL_WINDOW,
+                               bench_requests=bench_requests)
+    # stored in the study, so `advisor worker --study <name>-measured` can join this phase too
+    job = replace(recommend_job(model, source_spec, targets.to_dict(), space, budget,
+                                cfg.measured_trials, cfg.seed, cfg.imatrix),
+                  objectives=("kl",), limits=limits, measure=settings)
+    create_job_study(job, storage, study_name=mname)
+    with stages.bar(f"measured search ({cfg.measured_trials} trials quantized and measured)"
+                    ) as bar:
+        result = run_search(table, budget, storage,
+                            config=SearchConfig(n_trials=cfg.measured_trials, seed=cfg.seed,
+                                                study_name=mname),
+                            evaluate=evaluator, objectives=("kl",), limits=limits,
+                            callbacks=[_trial_callback(cfg.measured_trials, bar, on_trial)])
+    plans = []
+    seen: set[str] = set()
+    for t in sorted((t for t in result.trials if t.feasible),
+                    key=lambda t: (t.metrics["kl"], t.nbytes, t.number)):
+        plan = space.plan(t.assignment, label=f"measured-{t.number}")
+        if plan.digest() in seen:
+            continue
+        seen.add(plan.digest())
+        plans.append((plan.label, plan, t.surrogate))
+        if len(plans) >= cfg.candidates:
+            break
+    info = {"study_name": mname, "trials": len(result.trials), "evaluations": result.evaluations,
+            "limits": limits, "best_trial": result.best.number if result.best else None,
+            "trial_metrics": [{"number": t.number, "feasible": t.feasible, **t.metrics}
+                              for t in result.trials]}
+    return {"info": info, "plans": plans}
+
+
+def _trial_callback(total: int, bar: Callable[[int, int], None],
+                    on_trial: Callable[[dict[str, Any]], None] | None
+                    ) -> Callable[[Any, Any], None]:
+    """An Optuna callback: advance the progress bar, hand each finished trial to `on_trial`."""
+    import optuna
+
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+        bar(min(done, total), total)
+        attrs = trial.user_attrs.get("plan")
+        if on_trial is not None and attrs is not None:
+            on_trial({"number": trial.number, "bytes": int(attrs["bytes"]),
+                      "surrogate_kl": float(attrs["surrogate_kl"]),
+                      "feasible": all(c <= 0 for c in attrs["constraints"]),
+                      "done": done, "total": total})
+
+    return callback
 
 
 def _surrogate(table: Any, plan: QuantPlan) -> float | None:

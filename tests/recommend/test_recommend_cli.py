@@ -63,3 +63,82 @@ def test_recommend_at_q3_k_m_size(tmp_path: Path) -> None:
     assert rep["search"]["storage"].endswith("pick.study.db")
     md = (out / "report.md").read_text()
     assert md.startswith(f"# Recommendation: {pick['label']}") and "| Q3_K_M |" in md
+
+
+@pytest.mark.parametrize("args,flag", [
+    (("--target", "rtx4090", "--vram", "10M"), "--vram"),
+    (("--mem", "1M"), "--mem"),
+])
+def test_memory_budget_below_the_smallest_plan_exits_3_before_any_heavy_stage(
+        tmp_path: Path, args: tuple[str, ...], flag: str) -> None:
+    r = advisor("-q", "recommend", *args, *FAST, "--out", str(tmp_path / "out"), timeout=120)
+    assert r.returncode == 3, r.stderr
+    line = r.stderr.strip()
+    assert len(line.splitlines()) == 1 and line.startswith("advisor: error:")
+    assert flag in line and f"raise {flag} to at least" in line  # names the fix, with a number
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.candidates").exists()
+
+
+@pytest.mark.slow
+def test_unmeetable_p95_and_kld_exit_3_naming_the_binding_target(tmp_path: Path) -> None:
+    out = str(tmp_path / "out")
+    r = advisor("-q", "recommend", "--max-size", str(Q3_K_M_BYTES), "--p95", "1ms", *FAST,
+                "--out", out)
+    assert r.returncode == 3, r.stderr
+    line = r.stderr.strip()
+    assert len(line.splitlines()) == 1 and "--p95 1ms" in line and "nearest" in line
+    assert not (tmp_path / "out").exists()
+    # the same candidates (reused from <out>.candidates), judged against an unreachable KL
+    r = advisor("-q", "recommend", "--max-size", str(Q3_K_M_BYTES), "--max-kld", "1e-9", *FAST,
+                "--out", out)
+    assert r.returncode == 3, r.stderr
+    line = r.stderr.strip()
+    assert "--max-kld 1e-9" in line and "the best measured KL is" in line
+    summary = json.loads((tmp_path / "out.candidates" / "recommend.json").read_text())
+    best = min(c["kl_measured"] for c in summary["candidates"])
+    assert f"{best:.4f}" in line  # the alternative it names is the real best
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_default_path_with_importance_matrix(tmp_path: Path) -> None:
+    out = tmp_path / "pick"
+    r = advisor("recommend", "--max-size", str(Q3_K_M_BYTES), "--trials", "4", "--candidates",
+                "1", "--presets", "1", "--eval-windows", "1", "--prompt-tokens", "32",
+                "--max-new-tokens", "8", "--bench-requests", "1", "--out", str(out), "--json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert len(rep["candidates"]) == 2 and not any(c["violations"] for c in rep["candidates"]
+                                                   if c["label"] == rep["pick"]["label"])
+    for c in rep["candidates"]:
+        cand = json.loads((Path(c["directory"]) / "report.json").read_text())
+        assert cand["plan"]["options"].get("imatrix") is True, cand["plan"]["options"]
+    assert rep["stage_peak_rss"]["sensitivity"] > 0
+
+
+@pytest.mark.slow
+def test_measured_trials_put_real_measurements_in_the_loop_and_resume(tmp_path: Path) -> None:
+    out = tmp_path / "pick"
+    args = ("recommend", "--max-size", str(Q3_K_M_BYTES), "--p95", "30s", "--measured-trials",
+            "2", *FAST, "--out", str(out), "--json")
+    r = advisor(*args)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    m = rep["search"]["measured"]
+    assert m["trials"] == 2 and m["evaluations"] >= 1 and m["limits"] == {"p95_s": 30.0}
+    for t in m["trial_metrics"]:
+        assert t["kl"] > 0 and t["p95_s"] > 0 and t["peak_rss"] > 0 and t["size"] <= Q3_K_M_BYTES
+    # a measured plan that is not already a search candidate joins under its trial's label,
+    # and its measured KL there is the trial's (same windows, same runtime)
+    trials = {f"measured-{t['number']}": t for t in m["trial_metrics"]}
+    for c in rep["candidates"]:
+        if c["label"].startswith("measured-"):
+            kl = trials[c["label"]]["kl"]
+            assert abs(c["kl_measured"] - kl) <= 1e-6 + 1e-3 * kl
+    # a rerun over the same storage evaluates nothing again
+    import shutil
+
+    shutil.rmtree(out)
+    r = advisor(*args)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["search"]["measured"]["evaluations"] == 0

@@ -1,0 +1,127 @@
+"""`python -m advisor.benchmarks` (what `make bench` runs): the whole suite, then BENCHMARKS.md.
+
+  --out DIR     working directory for artifacts and results.json (default bench-out/)
+  --md FILE     the markdown written (default BENCHMARKS.md); its plot goes to
+                data/benchmarks/quality_per_byte.png beside it
+  --quick       a small subset with the same code paths (two presets, one pick without
+                importance matrix, two tiny random models): what the test suite runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from advisor.benchmarks import render, sections
+from advisor.benchmarks.models import FAMILY, FamilySize, build_family_model
+from advisor.benchmarks.run import Runner
+
+QUICK_FAMILY = (FamilySize("tiny-a-random", 128, 2, 256, 2, 1),
+                FamilySize("tiny-b-random", 192, 4, 384, 3, 1))
+
+
+def _q3km_size(r: Runner, model: str) -> tuple[int, int]:
+    """(parameters, predicted Q3_K_M file size) of a model."""
+    from advisor.commands.measure import reference_model
+    from advisor.inspect import inspect_model
+    from advisor.modelspec import SourceFormat
+
+    spec = inspect_model(model)
+    # an HF directory's GGUF metadata (tokenizer) is known once converted: size the F16 GGUF
+    # the tool itself converts to (cached in the user's cache, not the cost runs' empty ones)
+    gguf = model if spec.format is SourceFormat.GGUF else str(reference_model(spec))
+    est = r.advisor("estimate", "--model", gguf, "--format", "Q3_K_M", "--json").json()
+    return spec.n_params, int(est["estimate"]["file_size"]["value"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m advisor.benchmarks")
+    ap.add_argument("--out", default="bench-out")
+    ap.add_argument("--md", default="BENCHMARKS.md")
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args(argv)
+    work = Path(args.out).absolute()
+    work.mkdir(parents=True, exist_ok=True)
+    md = Path(args.md).absolute()
+    t0 = time.perf_counter()
+    r = Runner()
+    results: dict[str, Any] = {"date": datetime.date.today().isoformat(),
+                               "stages": list(sections.STAGES), "quick": args.quick}
+    results.update(_versions())
+    results["machine"] = sections.machine(r)
+    heldout = sections.heldout_text(work)
+
+    presets = ("Q4_0", "Q8_0") if args.quick else sections.PRESETS
+    results["quality"] = sections.quality_per_byte(r, work, heldout, presets,
+                                                   imatrix_modes=(False,) if args.quick
+                                                   else (False, True))
+    results["heldout_windows"] = results["quality"][0]["n_windows"]
+    sizes = {row["label"]: row["size"] for row in results["quality"] if row["imatrix"]
+             } or {row["label"]: row["size"] for row in results["quality"]}
+    if args.quick:
+        results["picks"] = sections.picks(r, work, heldout, sizes, budgets=("Q4_0",),
+                                          extra=("--no-imatrix", "--trials", "4",
+                                                 "--candidates", "1", "--presets", "1"))
+    else:
+        results["picks"] = sections.picks(r, work, heldout, sizes)
+        results["hf"] = sections.hf_backends(r, work, heldout)
+
+    plain = [Path(row["dir"]) for row in results["quality"] if not row["imatrix"]]
+    sections.bench_artifacts(r, plain + [Path(p["dir"]) for p in results["picks"]],
+                             requests=3 if args.quick else 8)
+    candidate_dirs = [str(d) for p in results["picks"]
+                      for d in sorted(Path(p["candidates_dir"]).iterdir()) if d.is_dir()]
+    results["predictions"] = sections.predictions([str(d) for d in plain] + [
+        p["dir"] for p in results["picks"]] + candidate_dirs)
+    results["prediction_errors"] = sections.error_summary(results["predictions"])
+    bandwidth = (results["machine"].get("bandwidth") or {}).get("value")
+    if bandwidth:
+        rows = [{"label": row["label"], "dir": row["dir"]} for row in results["quality"]
+                if not row["imatrix"]] + [{"label": p["label"] + f" ({p['picked']})",
+                                           "dir": p["dir"]} for p in results["picks"]]
+        results["roofline"] = sections.roofline(rows, bandwidth)
+
+    family = QUICK_FAMILY if args.quick else FAMILY
+    models: list[tuple[str, str, int, int]] = []
+    if not args.quick:
+        params, q3 = _q3km_size(r, sections.MODEL)
+        models.append(("embedded", sections.MODEL, params, q3))
+    for size in family:
+        path = str(build_family_model(size, work / "models"))
+        params, q3 = _q3km_size(r, path)
+        models.append((size.name, path, params, q3))
+    extra = ("--no-imatrix", "--trials", "4", "--candidates", "1", "--presets", "1") \
+        if args.quick else ()
+    results["cost"] = sections.tool_cost(r, work, models, extra=extra)
+
+    results["commands"] = r.log
+    results["wall_s"] = time.perf_counter() - t0
+    (work / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+    png = md.parent / "data" / "benchmarks" / "quality_per_byte.png"
+    plotted = render.plot(results, png)
+    rel = str(plotted.relative_to(md.parent)) if plotted else None
+    md.write_text(render.markdown(results, rel))
+    print(f"wrote {md} ({results['wall_s'] / 60:.1f} min)", file=sys.stderr)
+    return 0
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    out = {}
+    for key, dist in (("version", "quant-advisor"), ("llama_cpp", "llama-cpp-python"),
+                      ("torch", "torch")):
+        try:
+            out[key] = version(dist)
+        except Exception:  # noqa: BLE001 - a version string is informative only
+            out[key] = "?"
+    return out
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,53 @@
+"""Larger models of the embedded model's family, built from config with random weights (for the
+tool's cost, where weights do not matter): SmolLM2's llama layout and tokenizer, other sizes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class FamilySize:
+    name: str
+    hidden: int
+    layers: int
+    ffn: int
+    heads: int
+    kv_heads: int
+
+
+# SmolLM2-135M's and SmolLM2-360M's published shapes, and one between them.
+FAMILY = (
+    FamilySize("smollm2-135m-random", 576, 30, 1536, 9, 3),
+    FamilySize("smollm2-250m-random", 768, 32, 2048, 12, 4),
+    FamilySize("smollm2-360m-random", 960, 32, 2560, 15, 5),
+)
+
+
+def build_family_model(size: FamilySize, root: Path) -> Path:
+    """An HF safetensors directory (float16, random weights, seed 0) with the embedded model's
+    config and tokenizer but `size`'s shapes; reused when already written."""
+    import torch
+    import transformers
+
+    from advisor.inspect import resolve_model
+
+    out = root / size.name
+    if (out / "config.json").is_file() and any(out.glob("*.safetensors")):
+        return out
+    src = resolve_model("smollm2-135m")
+    cfg = transformers.AutoConfig.from_pretrained(str(src.parent), gguf_file=src.name)
+    cfg.hidden_size, cfg.num_hidden_layers = size.hidden, size.layers
+    cfg.intermediate_size = size.ffn
+    cfg.num_attention_heads, cfg.num_key_value_heads = size.heads, size.kv_heads
+    cfg.head_dim = size.hidden // size.heads
+    cfg.torch_dtype = torch.float16
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(cfg).half()
+    tmp = out.with_name(out.name + ".tmp")
+    model.save_pretrained(tmp, safe_serialization=True)
+    tok = transformers.AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
+    tok.save_pretrained(tmp)
+    tmp.rename(out)
+    return out

@@ -1,0 +1,247 @@
+"""The measurements of `make bench`, one function per section of BENCHMARKS.md.
+
+Each returns plain dicts (kept in bench-out/results.json); render.py turns them into markdown.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from advisor.benchmarks.run import Ran, Runner
+
+MODEL = "smollm2-135m"
+PRESETS = ("Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_0", "Q4_1", "Q4_K_S", "Q4_K_M", "Q5_0",
+           "Q5_1", "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0")
+PICK_BUDGETS = ("Q2_K", "Q3_K_M", "Q4_K_M", "Q5_K_M")
+HF_BACKENDS = ("rtn", "gptq", "awq")
+STAGES = ("inspect", "targets", "plan space", "sensitivity", "search", "realize", "measure",
+          "pick", "emit")
+
+
+def heldout_text(root: Path) -> Path:
+    """The second half of data/evaluation.txt, from a paragraph start: `recommend` selects its
+    pick on the first windows of the evaluation text, so judging the picks there would grade
+    the tool on text it chose on. Every quality figure of the suite is on this half."""
+    from advisor.textdata import default_evaluation_text
+
+    text = default_evaluation_text()
+    cut = text.find("\n\n", len(text) // 2)
+    path = root / "heldout.txt"
+    path.write_text(text[cut + 2:])
+    return path
+
+
+def _report(directory: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((directory / "report.json").read_text())
+    return data
+
+
+def _quality(q: dict[str, Any]) -> dict[str, Any]:
+    return {k: q[k]["value"] for k in ("mean_kl", "p99_kl", "top1_agreement", "perplexity",
+                                       "reference_perplexity") if k in q} | {
+        "n_windows": q.get("n_windows"), "n_scored": q.get("n_tokens", q.get("n_scored"))}
+
+
+def evaluate(r: Runner, artifact: Path, heldout: Path, model: str = MODEL) -> dict[str, Any]:
+    ran = r.advisor("eval", "--model", model, "--artifact", artifact, "--eval-text", heldout,
+                    "--max-windows", "0", "--json")
+    return _quality(ran.json())
+
+
+def machine(r: Runner) -> dict[str, Any]:
+    hw = r.advisor("probe", "--json").json()
+    cpu = hw["cpu"]
+    return {"cpu": cpu.get("model"), "physical_cores": cpu.get("physical_cores"),
+            "logical_cores": cpu.get("logical_cores"), "ram_total": cpu.get("ram_total"),
+            "isa": cpu.get("isa"), "bandwidth": cpu.get("memory_bandwidth"),
+            "accelerators": [a.get("name") for a in hw.get("accelerators", [])]}
+
+
+def quality_per_byte(r: Runner, work: Path, heldout: Path,
+                     presets: tuple[str, ...] = PRESETS,
+                     imatrix_modes: tuple[bool, ...] = (False, True)) -> list[dict[str, Any]]:
+    """Every preset with and without an importance matrix, quantized by llama.cpp, judged on the
+    held-out text."""
+    rows = []
+    for imatrix in imatrix_modes:
+        for p in presets:
+            d = work / "presets" / (p + ("-imatrix" if imatrix else ""))
+            ran = r.advisor("quantize", "--model", MODEL, "--preset", p,
+                            "--imatrix" if imatrix else "--no-imatrix", "--out", d, "--json")
+            rep = ran.json()
+            rows.append({"label": p, "kind": "preset", "imatrix": imatrix, "dir": str(d),
+                         "size": rep["size"]["value"],
+                         "bpw": rep["estimate"].get("bits_per_weight"),
+                         "quantize_s": round(ran.seconds, 2), **evaluate(r, d, heldout)})
+    return rows
+
+
+def picks(r: Runner, work: Path, heldout: Path, sizes: dict[str, int],
+          budgets: tuple[str, ...] = PICK_BUDGETS, extra: tuple[str, ...] = ()) -> \
+        list[dict[str, Any]]:
+    """`advisor recommend` (default settings) at the byte size of each preset in `budgets`."""
+    rows = []
+    for p in budgets:
+        out = work / "picks" / f"at-{p}"
+        ran = r.advisor("recommend", "--model", MODEL, "--max-size", str(sizes[p]), *extra,
+                        "--out", out, "--json")
+        rep = ran.json()
+        pick = next(c for c in rep["candidates"] if c["label"] == rep["pick"]["label"])
+        rows.append({"label": f"pick at {p}", "kind": "pick", "budget": sizes[p],
+                     "budget_of": p, "picked": pick["label"], "picked_kind": pick["kind"],
+                     "dir": str(out), "size": pick["size_measured"],
+                     "bpw": rep["estimate"].get("bits_per_weight"),
+                     "recommend_s": round(ran.seconds, 1),
+                     "selection_kl": pick["kl_measured"],
+                     "surrogate_spearman": rep.get("surrogate_spearman"),
+                     "candidates_dir": str(out.with_name(out.name + ".candidates")),
+                     **evaluate(r, out, heldout)})
+    return rows
+
+
+def hf_backends(r: Runner, work: Path, heldout: Path) -> list[dict[str, Any]]:
+    """The HF checkpoint backends at 4 and 8 bits (group size 128), where registered."""
+    from backends import names
+
+    rows: list[dict[str, Any]] = []
+    for backend in HF_BACKENDS:
+        if backend not in names():
+            rows.append({"label": backend, "kind": "hf", "missing": "backend not registered"})
+            continue
+        for bits in (4, 8):
+            d = work / "hf" / f"{backend}-w{bits}"
+            try:
+                ran = r.advisor("quantize", "--model", MODEL, "--backend", backend, "--bits",
+                                str(bits), "--group-size", "128", "--out", d, "--json")
+                rep = ran.json()
+                rows.append({"label": f"{backend} w{bits} g128", "kind": "hf", "dir": str(d),
+                             "size": rep["size"]["value"],
+                             "bpw": rep.get("estimate", {}).get("bits_per_weight"),
+                             "quantize_s": round(ran.seconds, 1),
+                             **evaluate(r, d, heldout)})
+            except RuntimeError as e:
+                rows.append({"label": f"{backend} w{bits} g128", "kind": "hf",
+                             "missing": str(e).splitlines()[-1][:300]})
+    return rows
+
+
+def _fit(sizes: list[float], values: list[float]) -> float | None:
+    """Exponent b of values ~ a * sizes^b (least squares in log-log)."""
+    pts = [(s, v) for s, v in zip(sizes, values) if s > 0 and v > 0]
+    if len(pts) < 2:
+        return None
+    x, y = np.log([p[0] for p in pts]), np.log([p[1] for p in pts])
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def tool_cost(r: Runner, work: Path, models: list[tuple[str, str, int, int]],
+              extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A default `recommend` per model, each with an empty cache (cold: importance matrix,
+    reference, sensitivity all computed): wall time and peak RSS per stage from its report,
+    whole-run wall and peak RSS of the process tree, and the fitted growth exponent with the
+    parameter count. `models` = (name, path or alias, parameters, --max-size bytes)."""
+    runs = []
+    for name, model, n_params, max_size in models:
+        with tempfile.TemporaryDirectory(prefix="qa-bench-cache-") as cache:
+            out = work / "cost" / name
+            ran: Ran = r.advisor("recommend", "--model", model, "--max-size", str(max_size),
+                                 *extra, "--out", out, "--json",
+                                 env={"QUANT_ADVISOR_CACHE": cache},
+                                 note="empty cache")
+        rep = ran.json()
+        runs.append({"name": name, "model": model, "params": n_params, "max_size": max_size,
+                     "wall_s": round(ran.seconds, 1), "peak_rss": ran.peak_rss,
+                     "stage_seconds": rep.get("stage_seconds", {}),
+                     "stage_peak_rss": rep.get("stage_peak_rss", {}),
+                     "pick": rep["pick"]["label"]})
+    fits = {}
+    scaled = [x for x in runs if x["name"] != "embedded"] or runs
+    params = [float(x["params"]) for x in scaled]
+    fits["total"] = _fit(params, [x["wall_s"] for x in scaled])
+    fits["peak_rss"] = _fit(params, [float(x["peak_rss"]) for x in scaled])
+    for st in STAGES:
+        fits[st] = _fit(params, [float(x["stage_seconds"].get(st, 0.0)) for x in scaled])
+    return {"runs": runs, "exponents": fits}
+
+
+def predictions(rows: list[str]) -> list[dict[str, Any]]:
+    """Predicted vs measured for every candidate artifact that has a bench: file size, peak
+    memory, TTFT, per-token latency, request p95 (prediction / measurement)."""
+    out = []
+    seen: set[str] = set()
+    for d in rows:
+        directory = Path(d)
+        if str(directory) in seen or not (directory / "report.json").is_file():
+            continue
+        seen.add(str(directory))
+        rep = _report(directory)
+        b = rep.get("measurements", {}).get("bench")
+        if not b:
+            continue
+        est = rep["estimate"]
+        mem = b["peak_rss"]["value"] - b["baseline_rss"]["value"]
+        out.append({
+            "label": rep.get("label") or directory.name, "dir": str(directory),
+            "workload": b.get("workload"),
+            "size": (est["file_size"]["value"], rep["size"]["value"]),
+            "memory": (est["total_memory"]["value"], mem),
+            "ttft": (est["ttft"]["value"], b["ttft"]["value"]),
+            "per_token": (est["per_token"]["value"], b["per_token"]["value"]),
+            "p95": (est["request_latency"]["value"], b["latency_p95"]["value"]),
+        })
+    return out
+
+
+def error_summary(preds: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per figure: median, min and max of predicted/measured over the candidates."""
+    summary = {}
+    for key in ("size", "memory", "ttft", "per_token", "p95"):
+        ratios = [p[key][0] / p[key][1] for p in preds if p[key][1]]
+        if ratios:
+            summary[key] = {"n": len(ratios), "median": float(np.median(ratios)),
+                            "min": float(min(ratios)), "max": float(max(ratios))}
+    return summary
+
+
+def bench_artifacts(r: Runner, dirs: list[Path], requests: int = 8) -> None:
+    """`advisor bench` (default workload) on each artifact, recorded in its report."""
+    for d in dirs:
+        r.advisor("bench", "--artifact", d, "--requests", str(requests), "--json")
+
+
+def roofline(rows: list[dict[str, Any]], bandwidth: float, model: str = MODEL) -> \
+        list[dict[str, Any]]:
+    """Decode tokens/s measured by the bench vs the bandwidth roofline of this host: measured
+    copy bandwidth / bytes read per decoded token (every weight, the embedding table only when
+    tied to the LM head as here, plus the KV cache at the bench's mean context)."""
+    from advisor.estimate import weight_bytes
+    from advisor.inspect import inspect_model
+    from advisor.modelspec import Role
+    from advisor.plan import QuantPlan
+
+    spec = inspect_model(model)
+    out = []
+    for row in rows:
+        rep = _report(Path(row["dir"]))
+        b = rep.get("measurements", {}).get("bench")
+        if not b:
+            continue
+        plan = QuantPlan.from_dict(rep["plan"])
+        per_tensor = weight_bytes(spec, plan)
+        weights = sum(per_tensor.values())
+        emb = sum(per_tensor[t.canonical] for t in spec.tensors if t.role is Role.EMBEDDING)
+        read = weights - (0 if spec.tied_embeddings else emb)
+        wl = b["workload"]
+        kv = 2 * spec.n_layers * spec.n_kv_heads * spec.head_dim * 2
+        per_token_bytes = read + kv * (wl["prompt_tokens"] + wl["new_tokens"] / 2)
+        limit = bandwidth / per_token_bytes
+        measured = 1.0 / b["per_token"]["value"]
+        out.append({"label": row["label"], "bytes_per_token": per_token_bytes,
+                    "roofline_tok_s": limit, "measured_tok_s": measured,
+                    "percent": 100.0 * measured / limit})
+    return out

@@ -1,0 +1,47 @@
+"""`make bench`'s suite in its --quick form: the same code paths on a small subset, so the
+published benchmark cannot rot between runs. The full suite runs only under `make bench`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.slow
+def test_quick_suite_writes_benchmarks_md_from_its_own_measurements(tmp_path: Path) -> None:
+    md = tmp_path / "BENCHMARKS.md"
+    r = subprocess.run([sys.executable, "-m", "advisor.benchmarks", "--quick", "--out",
+                        str(tmp_path / "work"), "--md", str(md)], capture_output=True, text=True,
+                       timeout=1800)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((tmp_path / "work" / "results.json").read_text())
+    text = md.read_text()
+    for heading in ("## Machine", "## 1. Quality per byte", "## 2. The tool's own cost",
+                    "## 3. Prediction accuracy", "## 4. Decode speed against the physical limit",
+                    "## Commands run"):
+        assert heading in text
+    # every quality row in the markdown is the measured one, and came from an eval command
+    for row in res["quality"]:
+        assert f"| {row['label']} | no | {row['size']:,} |" in text
+        assert f"{row['mean_kl']:.4f}" in text and row["mean_kl"] > 0
+        assert (Path(row["dir"]) / "model.gguf").stat().st_size == row["size"]
+    assert sum("advisor eval" in c for c in res["commands"]) >= len(res["quality"])
+    q8 = next(x for x in res["quality"] if x["label"] == "Q8_0")
+    q4 = next(x for x in res["quality"] if x["label"] == "Q4_0")
+    assert q8["mean_kl"] < q4["mean_kl"] and q8["size"] > q4["size"]
+    pick = res["picks"][0]
+    assert pick["size"] <= pick["budget"] and pick["mean_kl"] > 0
+    # the cost section: two sizes, a stage breakdown, a fitted exponent
+    runs = res["cost"]["runs"]
+    assert len(runs) == 2 and runs[0]["params"] < runs[1]["params"]
+    assert all(x["stage_seconds"]["sensitivity"] > 0 and x["peak_rss"] > 0 for x in runs)
+    assert res["cost"]["exponents"]["total"] is not None
+    # prediction accuracy: the file-size estimate is exact for llama.cpp presets
+    sizes = [p["size"] for p in res["predictions"] if p["label"] in ("Q4_0", "Q8_0")]
+    assert sizes and all(pred == meas for pred, meas in sizes)
+    assert all(0 < x["percent"] < 200 for x in res["roofline"])
+    assert (tmp_path / "data" / "benchmarks" / "quality_per_byte.png").stat().st_size > 10_000
