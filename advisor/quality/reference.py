@@ -52,7 +52,11 @@ def make_f16_reference(src_gguf: str | Path, cache_dir: str | Path | None = None
         return dst
     import llama_cpp
 
+    from advisor.preflight import check_disk
+
     out_dir.mkdir(parents=True, exist_ok=True)
+    # pre-flight: the F16 copy is 2 bytes a parameter (the heavy write of this stage)
+    check_disk(out_dir, 2 * inspect_model(src).n_params, f"the F16 reference of {src.name}")
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}-", dir=out_dir)
     os.close(fd)
     params = llama_cpp.llama_model_quantize_default_params()

@@ -44,3 +44,28 @@ def test_memory_check() -> None:
         check_memory(2**50, "a petabyte")
     with pytest.raises(BadInput, match=r"1,126\.4 MiB needed .* 1,000\.0 MiB available"):
         check_memory(2**30, "a GiB", available=1000 * 2**20)
+
+
+@pytest.mark.slow
+def test_f16_reference_creation_is_refused_on_a_full_disk(tmp_path: Path,
+                                                          embedded_gguf: Path) -> None:
+    """A real 1 MiB tmpfs as the cache: the embedded model's F16 copy (269 MB) cannot fit, and
+    the refusal comes before llama.cpp writes anything."""
+    import subprocess
+
+    from advisor.errors import BadInput
+    from advisor.quality import make_f16_reference
+
+    cache = tmp_path / "small"
+    cache.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(cache)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        with pytest.raises(BadInput) as e:
+            make_f16_reference(embedded_gguf, cache_dir=cache)
+        msg = e.value.one_line()
+        assert "F16 reference" in msg and "MiB" in msg
+        assert not any((cache / "references").iterdir())
+    finally:
+        subprocess.run(["umount", str(cache)], check=False)
