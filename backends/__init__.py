@@ -1,11 +1,9 @@
-"""Backends: one module per deployment format/runtime, registered by name."""
+"""Backends: one module per deployment format/runtime, registered by name (the HF checkpoint
+backends lazily: registry.LAZY)."""
 
 from __future__ import annotations
 
-import backends.awq  # noqa: F401
 import backends.gguf  # noqa: F401
-import backends.gptq  # noqa: F401
-import backends.rtn  # noqa: F401
 from backends.registry import get_backend, names
 
 __all__ = ["get_backend", "names"]

@@ -23,12 +23,22 @@ def register(name: str) -> Callable[[T], T]:
     return deco
 
 
+# Backends whose modules import torch and transformers: imported on first use, so that every
+# `advisor` process (and the bench child, whose baseline RSS is measured) does not pay for them.
+LAZY: dict[str, str] = {"rtn": "backends.rtn", "gptq": "backends.gptq", "awq": "backends.awq"}
+
+
 def names() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(set(_REGISTRY) | set(LAZY))
 
 
 def get_backend(name: str) -> Backend:
-    cls = _REGISTRY.get(name.lower())
+    key = name.lower()
+    if key not in _REGISTRY and key in LAZY:
+        import importlib
+
+        importlib.import_module(LAZY[key])
+    cls = _REGISTRY.get(key)
     if cls is None:
         raise BadInput(f"unknown backend {name!r}", f"known backends: {', '.join(names())}")
     backend: Backend = cls()
