@@ -247,15 +247,8 @@ def recommend(model: str, targets: Targets, target: str | None, out: Path,
                                                         study_name=name),
                                     callbacks=[_trial_callback(cfg.trials, bar, on_trial)])
             seen: set[str] = set()
-            for t in sorted((t for t in result.trials if t.feasible),
-                            key=lambda t: (t.surrogate, t.nbytes, t.number)):
-                plan = space.plan(t.assignment, label=f"search-{t.number}")
-                if plan.digest() in seen:
-                    continue
-                seen.add(plan.digest())
-                search_plans.append((plan.label, plan, t.surrogate))
-                if len(search_plans) >= cfg.candidates:
-                    break
+            search_plans = _best_plans(result.trials, space, "search", cfg.candidates, seen,
+                                       key=lambda t: t.surrogate)
             search_info = {"storage": result.storage, "study_name": result.study_name,
                            "trials": len(result.trials), "budget_tensor_bytes": budget,
                            "best_trial": result.best.number if result.best else None}
@@ -420,22 +413,29 @@ def _measured_search(table: Any, budget: int, storage: str, name: str, model: st
                                                 study_name=mname),
                             evaluate=evaluator, objectives=("kl",), limits=limits,
                             callbacks=[_trial_callback(cfg.measured_trials, bar, on_trial)])
-    plans = []
-    seen: set[str] = set()
-    for t in sorted((t for t in result.trials if t.feasible),
-                    key=lambda t: (t.metrics["kl"], t.nbytes, t.number)):
-        plan = space.plan(t.assignment, label=f"measured-{t.number}")
-        if plan.digest() in seen:
-            continue
-        seen.add(plan.digest())
-        plans.append((plan.label, plan, t.surrogate))
-        if len(plans) >= cfg.candidates:
-            break
+    plans = _best_plans(result.trials, space, "measured", cfg.candidates, set(),
+                        key=lambda t: t.metrics["kl"])
     info = {"study_name": mname, "trials": len(result.trials), "evaluations": result.evaluations,
             "limits": limits, "best_trial": result.best.number if result.best else None,
             "trial_metrics": [{"number": t.number, "feasible": t.feasible, **t.metrics}
                               for t in result.trials]}
     return {"info": info, "plans": plans}
+
+
+def _best_plans(trials: list[Any], space: Any, prefix: str, n: int, seen: set[str],
+                key: Callable[[Any], float]) -> list[tuple[str, QuantPlan, float]]:
+    """Up to `n` distinct plans (by digest, `seen` updated) of the feasible trials, best `key`
+    first (ties: fewer bytes, earlier trial), labelled `<prefix>-<trial number>`."""
+    plans: list[tuple[str, QuantPlan, float]] = []
+    for t in sorted((t for t in trials if t.feasible), key=lambda t: (key(t), t.nbytes, t.number)):
+        plan = space.plan(t.assignment, label=f"{prefix}-{t.number}")
+        if plan.digest() in seen:
+            continue
+        seen.add(plan.digest())
+        plans.append((plan.label, plan, t.surrogate))
+        if len(plans) >= n:
+            break
+    return plans
 
 
 def _trial_callback(total: int, bar: Callable[[int, int], None],
