@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from backends.base import QuantizeOptions
-from backends.hf_int import HfIntBackend, linear
+from backends.hf_int import HfIntBackend, linear, run_capturing_inputs
 from backends.hf_stream import Activations
 from backends.hf_writer import QuantizedLinear
 from backends.registry import register
@@ -42,17 +42,9 @@ class AwqBackend(HfIntBackend):
                        options: QuantizeOptions) -> dict[str, QuantizedLinear]:
         todo = {p: s for p, s in specs.items() if s is not None}
         inputs: dict[str, list[torch.Tensor]] = {p: [] for p in todo}
-        handles = []
-        for path in todo:
-            def hook(_: torch.nn.Module, args: tuple[torch.Tensor, ...], path: str = path) -> None:
-                inputs[path].append(args[0].detach().reshape(-1, args[0].shape[-1]))
-
-            handles.append(linear(layer, path).register_forward_pre_hook(hook))
-        try:
-            nxt = acts.run(layer)  # float outputs: the next layer's inputs
-        finally:
-            for hd in handles:
-                hd.remove()
+        nxt = run_capturing_inputs(  # float outputs: the next layer's inputs
+            layer, acts, list(todo),
+            lambda path, x: inputs[path].append(x.reshape(-1, x.shape[-1])))
         x = {p: torch.cat(v) for p, v in inputs.items()}
         attn_norm = layer.get_submodule("input_layernorm")
         mlp_norm = layer.get_submodule("post_attention_layernorm")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from backends.base import QuantizeOptions
-from backends.hf_int import HfIntBackend, linear
+from backends.hf_int import HfIntBackend, linear, run_capturing_inputs
 from backends.hf_stream import Activations
 from backends.hf_writer import QuantizedLinear
 from backends.registry import register
@@ -32,18 +32,11 @@ class GptqBackend(HfIntBackend):
                        options: QuantizeOptions) -> dict[str, QuantizedLinear]:
         todo = {p: s for p, s in specs.items() if s is not None}
         hessians: dict[str, tuple[torch.Tensor | None, int]] = {p: (None, 0) for p in todo}
-        handles = []
-        for path in todo:
-            def hook(_: torch.nn.Module, args: tuple[torch.Tensor, ...], path: str = path) -> None:
-                h, n = hessians[path]
-                hessians[path] = hessian_update(h, n, args[0].detach())
+        def add(path: str, x: torch.Tensor) -> None:
+            h, n = hessians[path]
+            hessians[path] = hessian_update(h, n, x)
 
-            handles.append(linear(layer, path).register_forward_pre_hook(hook))
-        try:
-            acts.run(layer)
-        finally:
-            for hd in handles:
-                hd.remove()
+        run_capturing_inputs(layer, acts, list(todo), add)
         plan = options.extra
         out = {}
         # The column loop is thousands of tiny ops: one thread avoids OpenMP hand-offs that made

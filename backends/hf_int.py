@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,23 @@ def linear(layer: torch.nn.Module, path: str) -> torch.nn.Linear:
     mod = layer.get_submodule(path)
     assert isinstance(mod, torch.nn.Linear)
     return mod
+
+
+def run_capturing_inputs(layer: torch.nn.Module, acts: Activations, paths: list[str],
+                         on_input: Callable[[str, torch.Tensor], None]) -> torch.Tensor:
+    """Run `layer` over the calibration activations, calling `on_input(path, x)` with the input
+    of each linear in `paths` as it is computed; return the layer's outputs."""
+    handles = []
+    for path in paths:
+        def hook(_: torch.nn.Module, args: tuple[torch.Tensor, ...], path: str = path) -> None:
+            on_input(path, args[0].detach())
+
+        handles.append(linear(layer, path).register_forward_pre_hook(hook))
+    try:
+        return acts.run(layer)
+    finally:
+        for hd in handles:
+            hd.remove()
 
 
 class HfIntBackend:
