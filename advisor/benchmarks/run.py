@@ -47,7 +47,11 @@ class Runner:
         self.log.append((prefix + " " if prefix else "") + shown + (f"  # {note}" if note else ""))
         if self.verbose:
             print(f"[bench] {shown}", file=sys.stderr, flush=True)
-        return run([sys.executable, "-m", "advisor.cli", *argv], {**os.environ, **extra})
+        ran = run([sys.executable, "-m", "advisor.cli", *argv], {**os.environ, **extra})
+        if self.verbose:
+            print(f"[bench]   {ran.seconds:.1f} s, peak RSS {ran.peak_rss / 2**20:.0f} MiB",
+                  file=sys.stderr, flush=True)
+        return ran
 
 
 def run(argv: list[str], env: dict[str, str]) -> Ran:
