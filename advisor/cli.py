@@ -192,7 +192,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
                           trials=args.trials, measured_trials=args.measured_trials,
                           seed=args.seed, eval_windows=args.eval_windows,
                           bench_requests=args.bench_requests, imatrix=args.imatrix,
-                          threads=args.threads, storage=args.storage, flags=flags)
+                          threads=args.threads, storage=args.storage, flags=flags,
+                          backend=args.backend, group_size=args.group_size)
     with _stages(args) as stages:
         report = recommend(args.model, targets, args.target, Path(args.out), cfg, stages)
     if args.json:
@@ -318,9 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("quantize", help="quantize with one plan into an artifact directory")
     common(sp, model=True, target=True)
     sp.add_argument("--backend", default="gguf",
-                    help="gguf (default), rtn, gptq, awq (compressed-tensors checkpoints)")
+                    help="gguf (default); rtn, gptq, awq, fp8, smoothquant (compressed-tensors "
+                         "checkpoints); nf4 (bitsandbytes checkpoint)")
     sp.add_argument("--bits", type=int, choices=(4, 8),
-                    help="rtn/gptq/awq without --preset: 4 (W4A16, default) or 8 (W8A16)")
+                    help="without --preset: rtn/gptq/awq 4 (W4A16, default) or 8 (W8A16); "
+                         "fp8 and smoothquant 8 (W8A8); nf4 4")
     sp.add_argument("--preset", help="a format: llama.cpp preset or type (Q4_K_M, Q8_0, ...)")
     sp.add_argument("--plan", help="a plan.json (tensor name -> type)")
     sp.add_argument("--imatrix", action=argparse.BooleanOptionalAction, default=True,
@@ -377,6 +380,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--measured-trials", type=int, default=0,
                     help="then this many trials quantized and measured inside the search loop "
                          "(measured KL; p95 and memory limits on this host); 0 = off")
+    sp.add_argument("--backend", default="auto",
+                    help="auto (default): llama.cpp GGUF plus every HF checkpoint scheme the "
+                         "target can serve (vLLM/bitsandbytes on its GPU); or one of gguf, "
+                         "rtn, gptq, awq, fp8, smoothquant, nf4")
+    sp.add_argument("--group-size", type=int, default=128,
+                    help="group size of the HF int4/int8 schemes (-1 = per channel)")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--storage", help="Optuna storage URL (default: SQLite <out>.study.db)")
     sp.add_argument("--eval-windows", type=int, default=2, help="512-token windows scored")

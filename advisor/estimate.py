@@ -13,6 +13,7 @@ from typing import Any
 
 from advisor import formats
 from advisor.figures import BYTES, SECONDS, Figure, Origin
+from advisor.formats.hf import HEADER_BYTES_PER_ENTRY, SHARD_HEADER_BYTES, stored_entries
 from advisor.hardware import CpuInfo, HardwareProfile, Vendor
 from advisor.modelspec import ModelSpec, Role, SourceFormat
 from advisor.plan import QuantPlan
@@ -182,8 +183,12 @@ def estimate(spec: ModelSpec, plan: QuantPlan, hw: HardwareProfile,
         meta = spec.metadata_bytes if spec.format is SourceFormat.GGUF else 0
         file_size = meta + sum(formats.padded(b, GGUF_TENSOR_ALIGNMENT)
                                for b in per_tensor.values())
-    else:
-        file_size = weights
+    else:  # safetensors: tensors plus their JSON headers, one shard per decoder layer + 1
+        sym = bool(plan.options.get("symmetric", True))
+        entries = sum(stored_entries(plan.tensor_formats.get(t.canonical, t.dtype), sym)
+                      for t in spec.tensors)
+        file_size = (weights + entries * HEADER_BYTES_PER_ENTRY
+                     + (spec.n_layers + 1) * SHARD_HEADER_BYTES)
 
     bw, flops, device, device_mem, notes = _rates(plan, hw, runtime)
     bw_eff, fl_eff = bw * BANDWIDTH_EFFICIENCY, flops * COMPUTE_EFFICIENCY

@@ -1,9 +1,13 @@
-"""What the integer-weight HF backends (rtn, gptq, awq) share: plan -> per-module schemes,
-calibration windows, the layer-streamed quantize loop writing a compressed-tensors checkpoint,
-loading it back in transformers, and vLLM serving files.
+"""What the HF checkpoint backends (rtn, gptq, awq, smoothquant, fp8) share: plan -> per-module
+weight formats, calibration windows, the layer-streamed quantize loop writing a compressed-tensors
+checkpoint, loading it back in transformers, and vLLM serving files.
 
-A backend subclasses `HfIntBackend` and implements `quantize_layer` (and says whether it needs
-calibration activations and whether the next layer sees the quantized outputs).
+A backend subclasses `HfQuantBackend[S]` (S: the weight spec its quantizer takes; the integer
+ones `HfIntBackend`) and implements `quantize_layer`; it says which plan formats it writes, the
+scheme `serves_on` gates with, whether it needs calibration activations and whether the next
+layer sees the quantized outputs. Plan formats map to weight specs here: W4A16/W8A16 to grouped
+integers (`IntSpec`), W8A8-INT8 to symmetric per-channel int8, W8A8-FP8 to per-channel E4M3
+(`Fp8Spec`); the W8A8 backends mark their linears' inputs for dynamic per-token quantization.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import torch
 
@@ -24,8 +28,9 @@ from advisor.plan import QuantPlan
 from advisor.textdata import default_calibration_text
 from backends.base import QuantizeOptions, Runner, Support
 from backends.hf_stream import Activations
-from backends.hf_writer import QuantizedLinear
+from backends.hf_writer import QuantizedLinear, WeightSpec
 from kernels.affine import IntSpec
+from kernels.fp8 import Fp8Spec
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +52,14 @@ CALIB_TOKENS = 512
 DEFAULT_GROUP = 128
 
 
+S = TypeVar("S", IntSpec, Fp8Spec)
+
+
 @dataclass(frozen=True)
 class IntJob:
-    """Per decoder layer: module path -> its scheme (None: stays float)."""
+    """Per decoder layer: module path -> its weight format (None: stays float)."""
 
-    layers: tuple[dict[str, IntSpec | None], ...]
+    layers: tuple[dict[str, WeightSpec | None], ...]
     canonical: dict[str, str]  # full module name -> canonical tensor name
     fallbacks: dict[str, int]  # canonical name -> group size used instead of the planned one
 
@@ -60,11 +68,13 @@ class IntJob:
                 for m, s in layer.items() if s is None]
 
 
-def plan_job(spec: ModelSpec, plan: QuantPlan) -> IntJob:
-    """Validate an HF int plan against the model and turn it into per-module schemes."""
+def plan_job(spec: ModelSpec, plan: QuantPlan, formats: tuple[str, ...] = tuple(INT_BITS)
+             ) -> IntJob:
+    """Validate an HF plan against the model and the `formats` its backend writes, and turn it
+    into per-module weight formats."""
     group = int(plan.options.get("group_size", DEFAULT_GROUP))
     sym = bool(plan.options.get("symmetric", True))
-    layers: list[dict[str, IntSpec | None]] = [dict() for _ in range(spec.n_layers)]
+    layers: list[dict[str, WeightSpec | None]] = [dict() for _ in range(spec.n_layers)]
     canonical: dict[str, str] = {}
     fallbacks: dict[str, int] = {}
     for t in spec.tensors:
@@ -78,17 +88,28 @@ def plan_job(spec: ModelSpec, plan: QuantPlan) -> IntJob:
             raise BadInput(f"{t.canonical}: role {t.role.value} is not supported by the HF int "
                            "backends", "use a model with separate q/k/v and gate/up weights")
         fmt = plan.tensor_formats.get(t.canonical, "F16")
+        s: WeightSpec | None = None
         if fmt in FLOAT_FORMATS:
-            s: IntSpec | None = None
+            pass
+        elif fmt not in formats:
+            raise BadInput(f"{t.canonical} is planned as {fmt}; backend {plan.backend} does not "
+                           "write it", f"use one of {', '.join([*formats, *FLOAT_FORMATS])}")
         elif fmt in INT_BITS:
             g = group
             if g != -1 and t.shape[-1] % g:
                 g = -1  # vLLM's grouped kernels need whole groups: per channel instead
                 fallbacks[t.canonical] = g
             s = IntSpec(INT_BITS[fmt], g, sym)
+        elif fmt == "W8A8-INT8":
+            if not sym:  # vLLM's W8A8 int kernels take symmetric per-channel weights only
+                raise BadInput(f"{t.canonical}: W8A8-INT8 weights are symmetric",
+                               "drop the symmetric=false plan option")
+            s = IntSpec(8, -1, True)
+        elif fmt == "W8A8-FP8":
+            s = Fp8Spec(per_channel=True)  # llm-compressor's FP8_DYNAMIC weights
         else:
             raise BadInput(f"{t.canonical} is planned as {fmt}",
-                           f"use one of {', '.join([*INT_BITS, *FLOAT_FORMATS])}")
+                           f"use one of {', '.join([*formats, *FLOAT_FORMATS])}")
         mod = LAYER_MODULES[t.role]
         layers[t.layer][mod] = s
         canonical[f"model.layers.{t.layer}.{mod}"] = t.canonical
@@ -146,17 +167,35 @@ def run_capturing_inputs(layer: torch.nn.Module, acts: Activations, paths: list[
             hd.remove()
 
 
-class HfIntBackend:
-    """Base of rtn / gptq / awq: integer weights (W4A16/W8A16), 16-bit activations."""
+class HfQuantBackend(Generic[S]):
+    """Base of the compressed-tensors checkpoint backends; `S` is the weight spec type
+    `quantize_layer` receives."""
 
-    name = "hf-int"
+    name = "hf"
+    formats: tuple[str, ...] = ()  # the plan formats this backend writes
+    served_scheme = "W4A16"  # what serves_on gates with (hf_serve.serves_scheme)
+    spec_type: type[S]
     needs_calibration = False
     propagate_quantized = True  # next layer's inputs from the quantized layer's outputs
 
     def quantize_layer(self, index: int, layer: torch.nn.Module, acts: Activations,
-                       specs: dict[str, IntSpec | None],
+                       specs: dict[str, S | None],
                        options: QuantizeOptions) -> dict[str, QuantizedLinear]:
         raise NotImplementedError
+
+    def written_options(self, plan: QuantPlan, job: IntJob,
+                        options: QuantizeOptions) -> dict[str, Any]:
+        """Backend-specific entries of the written plan's options."""
+        return {}
+
+    def _specs(self, layer: dict[str, WeightSpec | None]) -> dict[str, S | None]:
+        out: dict[str, S | None] = {}
+        for path, spec in layer.items():
+            if spec is not None and not isinstance(spec, self.spec_type):
+                raise TypeError(f"{self.name} quantizes {self.spec_type.__name__} weights; "
+                                f"{path} got {spec!r}")
+            out[path] = spec
+        return out
 
     def available(self) -> Support:
         try:
@@ -171,7 +210,7 @@ class HfIntBackend:
     def serves_on(self, hw: HardwareProfile) -> Support:
         from backends.hf_serve import serves_scheme
 
-        return serves_scheme("W4A16", hw)
+        return serves_scheme(self.served_scheme, hw)
 
     def quantize(self, spec: ModelSpec, plan: QuantPlan, out_dir: Path,
                  options: QuantizeOptions) -> QuantPlan:
@@ -181,8 +220,8 @@ class HfIntBackend:
 
         if plan.backend != self.name:
             raise BadInput(f"plan {plan.label or plan.digest()} is for backend {plan.backend!r}",
-                           f"give the {self.name} backend a W4A16/W8A16 plan")
-        job = plan_job(spec, plan)
+                           f"give the {self.name} backend a {'/'.join(self.formats)} plan")
+        job = plan_job(spec, plan, self.formats)
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         src = float_source(spec)
@@ -194,7 +233,8 @@ class HfIntBackend:
         t0 = time.perf_counter()
         with track_peak_rss() as mem:
             def per_layer(i: int, layer: torch.nn.Module, acts: Activations) -> None:
-                quantized = self.quantize_layer(i, layer, acts, job.layers[i], options)
+                quantized = self.quantize_layer(i, layer, acts, self._specs(job.layers[i]),
+                                                options)
                 skip = {f"{m}.weight" for m in quantized}
                 floats = {f"model.layers.{i}.{n}": p.data for n, p in layer.named_parameters()
                           if n not in skip}
@@ -211,9 +251,7 @@ class HfIntBackend:
                  mem.added / 2**20)
         opts: dict[str, Any] = {
             **plan.options,
-            "group_size": int(plan.options.get("group_size", DEFAULT_GROUP)),
-            "symmetric": bool(plan.options.get("symmetric", True)),
-            "fallbacks": job.fallbacks,
+            **self.written_options(plan, job, options),
             "format": qcfg["format"],
             "quantize_seconds": round(seconds, 2),
             # measured: resident memory sampled while the layers streamed
@@ -235,3 +273,17 @@ class HfIntBackend:
         from backends.hf_serve import serve_files
 
         return serve_files(n_ctx)
+
+
+class HfIntBackend(HfQuantBackend[IntSpec]):
+    """Base of rtn / gptq / awq: integer weights (W4A16/W8A16), 16-bit activations."""
+
+    name = "hf-int"
+    formats = tuple(INT_BITS)
+    spec_type = IntSpec
+
+    def written_options(self, plan: QuantPlan, job: IntJob,
+                        options: QuantizeOptions) -> dict[str, Any]:
+        return {"group_size": int(plan.options.get("group_size", DEFAULT_GROUP)),
+                "symmetric": bool(plan.options.get("symmetric", True)),
+                "fallbacks": job.fallbacks}

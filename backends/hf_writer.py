@@ -1,12 +1,21 @@
 """Writes a Hugging Face checkpoint in the compressed-tensors format, one shard per decoder layer.
 
-Quantized linears go through compressed-tensors' own `pack-quantized` compressor (the one
-llm-compressor calls when it saves: int32 `weight_packed`, 16-bit `weight_scale`, packed
-`weight_zero_point` for asymmetric schemes, `weight_shape`), and `config.json` gets the
-`quantization_config` that vLLM serves and transformers loads, written as compressed-tensors'
-`ModelCompressor.update_config` writes it. One config group per distinct weight scheme, targeting
-its modules by exact name (or every `Linear` when one scheme covers all of them); the LM head
-and any linear left in float are in `ignore`.
+Each quantized linear goes through the compressed-tensors compressor of its scheme, chosen by the
+library's own `infer_module_format` (the one llm-compressor calls when it saves):
+- weight-only integers (W4A16/W8A16): `pack-quantized`: int32 `weight_packed`, 16-bit
+  `weight_scale`, packed `weight_zero_point` for asymmetric schemes, `weight_shape`;
+- int8 weights with dynamic int8 inputs (W8A8-INT8): `int-quantized`: int8 `weight`, 16-bit
+  `weight_scale` [out, 1];
+- FP8 weights with dynamic FP8 inputs (W8A8-FP8, llm-compressor's FP8_DYNAMIC): `float-quantized`:
+  float8_e4m3fn `weight`, float32 `weight_scale` [out, 1] (vLLM keeps FP8 scales in float32).
+Dynamic input quantization has no stored tensors: the config says `input_activations` with
+`dynamic: true, strategy: token` and vLLM quantizes each token before the GEMM.
+
+`config.json` gets the `quantization_config` that vLLM serves and transformers loads, written as
+compressed-tensors' `ModelCompressor.update_config` writes it. One config group per distinct
+scheme (with its `format`; the top-level format is that format, or `mixed-precision`), targeting
+its modules by exact name (or every `Linear` when one scheme covers all of them); the LM head and
+any linear left in float are in `ignore`.
 """
 
 from __future__ import annotations
@@ -15,27 +24,84 @@ import json
 import re
 import shutil
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from kernels import fp8
 from kernels.affine import IntSpec, dequantize
+from kernels.fp8 import Fp8Spec
 
 CHECKPOINT_DTYPE = torch.float16
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                     "tokenizer.model", "chat_template.jinja", "generation_config.json",
                     "vocab.json", "merges.txt")
 
+WeightSpec = IntSpec | Fp8Spec  # what a quantized linear's weights are stored as
+
+
+class InputQuant(str, Enum):
+    """Dynamic per-token quantization of a linear's inputs, done by the runtime before the GEMM
+    (nothing stored)."""
+
+    INT8 = "int8"
+    """symmetric int8 per token (W8A8-INT8)"""
+    FP8 = "fp8"
+    """float8_e4m3fn per token (W8A8-FP8)"""
+
+
+@dataclass(frozen=True)
+class LinearScheme:
+    """How one linear is stored and served: its weight format and its input quantization."""
+
+    weights: WeightSpec
+    inputs: InputQuant | None = None
+
+    def quantization_scheme(self, targets: list[str]) -> Any:
+        """compressed-tensors' QuantizationScheme, with the format its compressor registry
+        picks for it (`infer_module_format`, as llm-compressor does when it saves)."""
+        from compressed_tensors.compressors.format import infer_module_format
+        from compressed_tensors.quantization import QuantizationScheme
+
+        scheme = QuantizationScheme(targets=targets, weights=weight_args(self.weights),
+                                    input_activations=input_args(self.inputs))
+        scheme.format = infer_module_format(torch.nn.Linear, scheme).value
+        return scheme
+
+    @property
+    def format(self) -> str:
+        """compressed-tensors format name: pack-quantized, int-quantized, float-quantized."""
+        fmt: str = self.quantization_scheme(["Linear"]).format
+        return fmt
+
+    def sort_key(self) -> tuple[Any, ...]:
+        w = self.weights
+        kind = (0, w.bits, w.group_size, w.symmetric) if isinstance(w, IntSpec) else \
+            (1, 8, -1 if w.per_channel else 0, True)
+        return (*kind, self.inputs.value if self.inputs else "")
+
 
 @dataclass(frozen=True)
 class QuantizedLinear:
-    """A linear's integers and qparams as a quantizer produced them."""
+    """A linear's quantized weight and qparams as a quantizer produced them."""
 
-    q: torch.Tensor  # int8 [out, in]
-    scale: torch.Tensor  # float32 [out, groups]
-    zero_point: torch.Tensor  # int8 [out, groups]
-    spec: IntSpec
+    q: torch.Tensor  # int8 or float8_e4m3fn [out, in]
+    scale: torch.Tensor  # float32 [out, groups] ([1] for a per-tensor FP8 scale)
+    zero_point: torch.Tensor  # int8 [out, groups] (zeros when symmetric; not stored then)
+    spec: WeightSpec
+    inputs: InputQuant | None = None
+
+    @property
+    def scheme(self) -> LinearScheme:
+        return LinearScheme(self.spec, self.inputs)
+
+    def dequantized(self) -> torch.Tensor:
+        """float32 weights [out, in]."""
+        if isinstance(self.spec, Fp8Spec):
+            return fp8.dequantize(self.q, self.scale)
+        return dequantize(self.q, self.scale, self.zero_point)
 
 
 def int_args(spec: IntSpec) -> Any:
@@ -48,16 +114,45 @@ def int_args(spec: IntSpec) -> Any:
                             strategy="group", group_size=spec.group_size)
 
 
-def compress_linear(lin: QuantizedLinear) -> dict[str, torch.Tensor]:
-    """compressed-tensors' packed tensors (local names) of one quantized linear."""
-    from compressed_tensors.compressors.pack_quantized.base import PackedQuantizationCompressor
-    from compressed_tensors.quantization import QuantizationScheme
+def weight_args(spec: WeightSpec) -> Any:
+    """QuantizationArgs of a weight format (FP8: llm-compressor's FP8_DYNAMIC weights)."""
+    from compressed_tensors.quantization import QuantizationArgs
 
-    scheme = QuantizationScheme(targets=["Linear"], weights=int_args(lin.spec))
-    state = {"weight": dequantize(lin.q, lin.scale, lin.zero_point),
-             "weight_scale": lin.scale.to(CHECKPOINT_DTYPE),
+    if isinstance(spec, IntSpec):
+        return int_args(spec)
+    return QuantizationArgs(num_bits=8, type="float", symmetric=True, dynamic=False,
+                            strategy="channel" if spec.per_channel else "tensor")
+
+
+def input_args(inputs: InputQuant | None) -> Any:
+    """QuantizationArgs of dynamic per-token inputs (compressed-tensors' INT8_W8A8 and
+    FP8_DYNAMIC presets), None for 16-bit inputs."""
+    from compressed_tensors.quantization import QuantizationArgs
+
+    if inputs is None:
+        return None
+    return QuantizationArgs(num_bits=8, type="int" if inputs is InputQuant.INT8 else "float",
+                            symmetric=True, dynamic=True, strategy="token")
+
+
+def scale_dtype(spec: WeightSpec) -> torch.dtype:
+    """Stored dtype of a weight scale: the checkpoint's 16-bit dtype for integers (what
+    llm-compressor writes for a float16 model), float32 for FP8."""
+    return fp8.SCALE_DTYPE if isinstance(spec, Fp8Spec) else CHECKPOINT_DTYPE
+
+
+def compress_linear(lin: QuantizedLinear) -> dict[str, torch.Tensor]:
+    """compressed-tensors' stored tensors (local names) of one quantized linear, from the
+    compressor of its format. The compressor re-quantizes the dequantized weight with the same
+    scales, which gives back the quantizer's codes exactly."""
+    from compressed_tensors.compressors.base import BaseCompressor
+
+    scheme = lin.scheme.quantization_scheme(["Linear"])
+    compressor = BaseCompressor.get_value_from_registry(scheme.format)
+    state = {"weight": lin.dequantized(),
+             "weight_scale": lin.scale.to(scale_dtype(lin.spec)),
              "weight_zero_point": lin.zero_point}
-    out: dict[str, torch.Tensor] = PackedQuantizationCompressor.compress(state, scheme)
+    out: dict[str, torch.Tensor] = compressor.compress(state, scheme)
     return {k: v.contiguous() for k, v in out.items()}
 
 
@@ -69,7 +164,7 @@ class CheckpointWriter:
         self.n_shards = n_shards
         self._next = 1
         self.weight_map: dict[str, str] = {}
-        self.schemes: dict[str, IntSpec] = {}  # module name -> scheme
+        self.schemes: dict[str, LinearScheme] = {}  # module name -> scheme
         self.total_bytes = 0
 
     def add(self, tensors: dict[str, torch.Tensor],
@@ -82,7 +177,7 @@ class CheckpointWriter:
         for module, lin in quantized.items():
             for k, v in compress_linear(lin).items():
                 state[f"{module}.{k}"] = v
-            self.schemes[module] = lin.spec
+            self.schemes[module] = lin.scheme
         if self._next > self.n_shards:
             raise ValueError(f"more than the {self.n_shards} announced shards")
         name = f"model-{self._next:05d}-of-{self.n_shards:05d}.safetensors"
@@ -111,19 +206,22 @@ class CheckpointWriter:
         return qcfg
 
 
-def quantization_config(schemes: dict[str, IntSpec], float_linears: list[str]) -> dict[str, Any]:
+def quantization_config(schemes: dict[str, LinearScheme],
+                        float_linears: list[str]) -> dict[str, Any]:
     """The compressed-tensors `quantization_config` of config.json."""
     import compressed_tensors
-    from compressed_tensors.quantization import QuantizationConfig, QuantizationScheme
+    from compressed_tensors.quantization import QuantizationConfig
 
-    distinct = sorted(set(schemes.values()), key=lambda s: (s.bits, s.group_size, s.symmetric))
+    distinct = sorted(set(schemes.values()), key=LinearScheme.sort_key)
     groups = {}
-    for i, spec in enumerate(distinct):
-        mods = sorted(m for m, s in schemes.items() if s == spec)
+    for i, scheme in enumerate(distinct):
+        mods = sorted(m for m, s in schemes.items() if s == scheme)
         targets = ["Linear"] if len(distinct) == 1 and not float_linears else \
             [f"re:^{re.escape(m)}$" for m in mods]
-        groups[f"group_{i}"] = QuantizationScheme(targets=targets, weights=int_args(spec))
-    qc = QuantizationConfig(config_groups=groups, format="pack-quantized",
+        groups[f"group_{i}"] = scheme.quantization_scheme(targets)
+    formats = {g.format for g in groups.values()}
+    qc = QuantizationConfig(config_groups=groups,
+                            format=formats.pop() if len(formats) == 1 else "mixed-precision",
                             quantization_status="compressed",
                             ignore=["lm_head", *sorted(float_linears)])
     body: dict[str, Any] = qc.model_dump(exclude={"quant_method"})

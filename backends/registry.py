@@ -25,7 +25,9 @@ def register(name: str) -> Callable[[T], T]:
 
 # Backends whose modules import torch and transformers: imported on first use, so that every
 # `advisor` process (and the bench child, whose baseline RSS is measured) does not pay for them.
-LAZY: dict[str, str] = {"rtn": "backends.rtn", "gptq": "backends.gptq", "awq": "backends.awq"}
+LAZY: dict[str, str] = {"rtn": "backends.rtn", "gptq": "backends.gptq", "awq": "backends.awq",
+                        "fp8": "backends.fp8", "smoothquant": "backends.smoothquant",
+                        "nf4": "backends.nf4"}
 
 
 def names() -> list[str]:

@@ -69,7 +69,19 @@ def main(argv: list[str] | None = None) -> int:
                                                  "--candidates", "1", "--presets", "1"))
     else:
         results["picks"] = sections.picks(r, work, heldout, sizes)
-        results["hf"] = sections.hf_backends(r, work, heldout)
+
+    def save() -> None:
+        """results.json and BENCHMARKS.md as far as the suite got (a run stopped part-way
+        still leaves its finished sections)."""
+        results["commands"] = r.log
+        results["wall_s"] = time.perf_counter() - t0
+        (work / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+        png = md.parent / "data" / "benchmarks" / "quality_per_byte.png"
+        plotted = render.plot(results, png)
+        md.write_text(render.markdown(results, str(plotted.relative_to(md.parent))
+                                      if plotted else None))
+
+    save()
 
     plain = [Path(row["dir"]) for row in results["quality"] if not row["imatrix"]]
     sections.bench_artifacts(r, plain + [Path(p["dir"]) for p in results["picks"]],
@@ -85,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                 if not row["imatrix"]] + [{"label": p["label"] + f" ({p['picked']})",
                                            "dir": p["dir"]} for p in results["picks"]]
         results["roofline"] = sections.roofline(rows, bandwidth)
+    save()
 
     family = QUICK_FAMILY if args.quick else FAMILY
     models: list[tuple[str, str, int, int]] = []
@@ -98,14 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     extra = ("--no-imatrix", "--trials", "4", "--candidates", "1", "--presets", "1") \
         if args.quick else ()
     results["cost"] = sections.tool_cost(r, work, models, extra=extra)
-
-    results["commands"] = r.log
-    results["wall_s"] = time.perf_counter() - t0
-    (work / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
-    png = md.parent / "data" / "benchmarks" / "quality_per_byte.png"
-    plotted = render.plot(results, png)
-    rel = str(plotted.relative_to(md.parent)) if plotted else None
-    md.write_text(render.markdown(results, rel))
+    save()
+    # last: GPTQ and AWQ are the slowest runs of the suite
+    results["hf"] = sections.hf_backends(r, work, heldout, rows_wanted=(("rtn", 4),)
+                                         if args.quick else sections.HF_ROWS)
+    save()
     print(f"wrote {md} ({results['wall_s'] / 60:.1f} min)", file=sys.stderr)
     return 0
 

@@ -142,9 +142,14 @@ def markdown(results: dict[str, Any], plot_rel: str | None) -> str:
                 f"{p['recommend_s']:.0f} s |")
         out.append("")
     if results.get("hf"):
-        out += ["### HF checkpoint backends (4 and 8 bits, group size 128)", "",
-                "Loaded from the written checkpoint with transformers on the CPU and judged "
-                "against the same F16 reference and text.", ""]
+        out += ["### HF checkpoint backends", "",
+                "`advisor quantize --backend B --bits N --group-size 128` (the group size "
+                "applies to rtn/gptq/awq; 576-wide rows fall back to one scale per channel), "
+                "loaded from the written checkpoint with transformers on the CPU (W8A8: the "
+                "dynamic per-token activation quantization applied in the forward pass) and "
+                "judged against the same F16 reference and text. Sizes are the safetensors "
+                "files. The 8-bit GPTQ/AWQ rows are left out: 8-bit RTN is already within "
+                "noise of the reference.", ""]
         out += _quality_table(results["hf"]) + [""]
     cost = results.get("cost")
     if cost:

@@ -18,7 +18,10 @@ MODEL = "smollm2-135m"
 PRESETS = ("Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_0", "Q4_1", "Q4_K_S", "Q4_K_M", "Q5_0",
            "Q5_1", "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0")
 PICK_BUDGETS = ("Q2_K", "Q3_K_M", "Q4_K_M", "Q5_K_M")
-HF_BACKENDS = ("rtn", "gptq", "awq")
+# (backend, bits) of the HF rows: every scheme once; rtn at both widths as the baseline that
+# GPTQ and AWQ (4 bits, where they matter: 8-bit RTN is within noise of float) are judged by
+HF_ROWS = (("rtn", 4), ("rtn", 8), ("gptq", 4), ("awq", 4), ("nf4", 4), ("fp8", 8),
+           ("smoothquant", 8))
 STAGES = ("inspect", "targets", "plan space", "sensitivity", "search", "realize", "measure",
           "pick", "emit")
 
@@ -104,29 +107,30 @@ def picks(r: Runner, work: Path, heldout: Path, sizes: dict[str, int],
     return rows
 
 
-def hf_backends(r: Runner, work: Path, heldout: Path) -> list[dict[str, Any]]:
-    """The HF checkpoint backends at 4 and 8 bits (group size 128), where registered."""
+def hf_backends(r: Runner, work: Path, heldout: Path,
+                rows_wanted: tuple[tuple[str, int], ...] = HF_ROWS) -> list[dict[str, Any]]:
+    """The HF checkpoint backends (group size 128 for the int schemes), where registered."""
     from backends import names
 
     rows: list[dict[str, Any]] = []
-    for backend in HF_BACKENDS:
+    for backend, bits in rows_wanted:
         if backend not in names():
             rows.append({"label": backend, "kind": "hf", "missing": "backend not registered"})
             continue
-        for bits in (4, 8):
-            d = work / "hf" / f"{backend}-w{bits}"
-            try:
-                ran = r.advisor("quantize", "--model", MODEL, "--backend", backend, "--bits",
-                                str(bits), "--group-size", "128", "--out", d, "--json")
-                rep = ran.json()
-                rows.append({"label": f"{backend} w{bits} g128", "kind": "hf", "dir": str(d),
-                             "size": rep["size"]["value"],
-                             "bpw": rep.get("estimate", {}).get("bits_per_weight"),
-                             "quantize_s": round(ran.seconds, 1),
-                             **evaluate(r, d, heldout)})
-            except RuntimeError as e:
-                rows.append({"label": f"{backend} w{bits} g128", "kind": "hf",
-                             "missing": str(e).splitlines()[-1][:300]})
+        d = work / "hf" / f"{backend}-w{bits}"
+        label = f"{backend} w{bits}" + (" g128" if backend in ("rtn", "gptq", "awq") else "")
+        try:
+            ran = r.advisor("quantize", "--model", MODEL, "--backend", backend, "--bits",
+                            str(bits), "--group-size", "128", "--out", d, "--json")
+            rep = ran.json()
+            rows.append({"label": label, "kind": "hf", "dir": str(d),
+                         "size": rep["size"]["value"],
+                         "bpw": rep.get("estimate", {}).get("bits_per_weight"),
+                         "quantize_s": round(ran.seconds, 1),
+                         **evaluate(r, d, heldout)})
+        except RuntimeError as e:
+            rows.append({"label": label, "kind": "hf",
+                         "missing": str(e).splitlines()[-1][:300]})
     return rows
 
 

@@ -115,3 +115,21 @@ def hf_tensor_bytes(
             per += blocks * 4
         return n * per
     raise BadInput(f"unknown HF scheme {scheme!r}", f"use one of {', '.join(HF_SCHEMES)}")
+
+
+# safetensors headers: a JSON entry per stored tensor ('"model.layers.7.mlp.up_proj.weight_packed":
+# {"dtype":"I32","shape":[1536,72],"data_offsets":[..,..]},'), 106-113 bytes measured on the tiny
+# test model and SmolLM2-135M checkpoints (rtn, fp8, smoothquant, nf4); 120 keeps the prediction
+# on the safe side for longer names and offsets. Plus per shard the 8-byte length and metadata.
+HEADER_BYTES_PER_ENTRY = 120
+SHARD_HEADER_BYTES = 48
+_ENTRIES = {"W4A16": 3, "W8A16": 3, "W8A8-INT8": 2, "W8A8-FP8": 2, "NF4": 6}
+
+
+def stored_entries(scheme: str, symmetric: bool = True) -> int:
+    """Tensors a checkpoint stores for one weight in `scheme`: the packed int weight, its scale
+    and shape (and zero point when asymmetric); the FP8/INT8 weight and scale; bitsandbytes'
+    weight, absmax, quant_map, nested absmax and code, quant_state; a float tensor itself."""
+    s = scheme.upper()
+    n = _ENTRIES.get(s, 1)
+    return n + (1 if s in _BITS and not symmetric else 0)

@@ -29,6 +29,14 @@ from advisor.errors import BadInput, Infeasible
 from advisor.estimate import Workload, estimate
 from advisor.plan import QuantPlan
 from advisor.progress import Stages
+from advisor.recommend.hf import (
+    BACKEND_CHOICES,
+    GGUF,
+    HF_KINDS,
+    backend_offers,
+    hf_candidates,
+    offered,
+)
 from advisor.recommend.summary import pareto_front, spearman
 from advisor.report import render_files
 from advisor.stageclock import StageClock
@@ -62,6 +70,8 @@ class RecommendConfig:
     measured_trials: int = 0  # trials of the measured phase (each quantized and measured)
     presets: tuple[str, ...] = DEFAULT_PRESETS
     flags: dict[str, str] = field(default_factory=dict)  # targets as the user wrote them
+    backend: str = "auto"  # advisor.recommend.hf.BACKEND_CHOICES
+    group_size: int = 128  # of the HF int schemes
 
     def __post_init__(self) -> None:
         for name in ("candidates", "trials", "eval_windows", "bench_requests"):
@@ -71,6 +81,12 @@ class RecommendConfig:
                                "pass a positive integer")
         if self.presets_measured < 0 or self.bench_warmup < 0 or self.measured_trials < 0:
             raise BadInput("preset and warm-up counts must be >= 0", "pass 0 or more")
+        if self.backend not in BACKEND_CHOICES:
+            raise BadInput(f"--backend {self.backend!r} is not a backend recommend knows",
+                           f"use one of {', '.join(BACKEND_CHOICES)}")
+        if self.group_size not in (32, 64, 128, -1):
+            raise BadInput(f"--group-size {self.group_size} is not supported",
+                           "use 32, 64, 128 or -1 (per channel)")
 
 
 def targets_from_args(*, prompt_tokens: int, new_tokens: int, concurrency: int, context: int,
@@ -165,6 +181,13 @@ def recommend(model: str, targets: Targets, target: str | None, out: Path,
         with clock.stage("convert"), stages.step("converting to an F16 GGUF (cached)"):
             spec = inspect_model(str(reference_model(spec, cfg.threads)))
     with clock.stage("targets"):
+        offers = backend_offers(cfg.backend, hw)
+        if not offered(offers):
+            asked = [o for o in offers if not o.reason.startswith("not requested")]
+            raise Infeasible(f"no backend can serve {spec.name} on {hw.name}: "
+                             + "; ".join(f"{o.backend}: {o.reason}" for o in asked),
+                             "pick a target that has the runtime (--target), or --backend gguf")
+        use_gguf = GGUF in offered(offers)
         limits = _memory_limits(targets)
         ref_plan = plan_for_format(spec, "Q8_0")
         ref_est = estimate(spec, ref_plan, hw, wl)
@@ -197,8 +220,24 @@ def recommend(model: str, targets: Targets, target: str | None, out: Path,
                 and all(est.total_memory.value <= v for _, v in limits))
         preset_rows.append({"label": name, "plan": plan, "estimate": est, "size": size,
                             "fits": fits})
+    if not use_gguf:
+        preset_rows = []
     fitting = [p for p in preset_rows if p["fits"]]
-    if tensor_budget is not None and tensor_budget < space.min_size() and not fitting:
+    hf_todo: list[tuple[str, str, QuantPlan, float | None]] = []
+    # HF checkpoints are written from the HF source itself (canonical names and shapes are
+    # those of its F16 GGUF), from the GGUF's dequantized float16 copy otherwise
+    hf_spec = source_spec if source_spec.format is not SourceFormat.GGUF else spec
+    hf_info: dict[str, Any] = {}
+    if len(offered(offers) - {GGUF}):
+        # its own stages ("hf sensitivity", "hf search") are timed inside _hf_search
+        with stages.step("HF checkpoint candidates"):
+            hf_todo, hf_info = hf_candidates(
+                hf_spec, cfg.backend, offers, hw, wl, targets.max_size_bytes, limits,
+                lambda hf_space, hf_budget: _hf_search(hf_space, hf_budget, spec, targets, out,
+                                                       cfg, stages, on_trial, clock),
+                cfg.group_size)
+    if use_gguf and tensor_budget is not None and tensor_budget < space.min_size() \
+            and not fitting and not hf_todo:
         assert binding is not None and file_budget is not None
         if binding == "max-size":
             raise Infeasible(
@@ -219,22 +258,24 @@ def recommend(model: str, targets: Targets, target: str | None, out: Path,
     src = Path(spec.path)
     with clock.stage("sensitivity"):
         imatrix_values = None
-        if cfg.imatrix:
+        if cfg.imatrix and use_gguf:
             from backends.gguf_imatrix import imatrix_for
 
             with stages.step("importance matrix (cached after the first run)"):
                 imatrix_values = imatrix_for(src, calib, key_path=Path(spec.path),
                                              threads=cfg.threads).values
-        with stages.bar("sensitivity table (cached after the first run)") as bar:
-            table = sensitivity_table(src, space, text=calib, imatrix=imatrix_values,
-                                      threads=cfg.threads, on_progress=bar)
+        table = None
+        if use_gguf:
+            with stages.bar("sensitivity table (cached after the first run)") as bar:
+                table = sensitivity_table(src, space, text=calib, imatrix=imatrix_values,
+                                          threads=cfg.threads, on_progress=bar)
 
     # the search at the budget
     search_info: dict[str, Any] = {}
     search_plans: list[tuple[str, QuantPlan, float]] = []
     with clock.stage("search"):
         budget = tensor_budget if tensor_budget is not None else space.max_size()
-        if budget >= space.min_size():
+        if table is not None and budget >= space.min_size():
             name = _study_name(file_identity(spec.path), targets, space.digest(), budget)
             storage = cfg.storage or str(out.with_name(out.name + ".study.db"))
             # the job in the study lets `advisor worker --study NAME` on other hosts join in
@@ -268,6 +309,7 @@ def recommend(model: str, targets: Targets, target: str | None, out: Path,
         (label, "search", plan, surrogate) for label, plan, surrogate in search_plans]
     for p in nearest:
         todo.append((p["label"], "preset", p["plan"], _surrogate(table, p["plan"])))
+    todo += hf_todo
     if not todo:
         raise Infeasible("no preset fits the targets and the search found no plan",
                          "relax --max-size or the memory limits")
@@ -284,7 +326,8 @@ def recommend(model: str, targets: Targets, target: str | None, out: Path,
             directory = work / label
             report = _reusable(directory, plan)
             if report is None:
-                report = quantize_artifact(spec, plan, hw, directory, options, wl, stages, calib)
+                report = quantize_artifact(hf_spec if kind in HF_KINDS else spec, plan, hw,
+                                           directory, options, wl, stages, calib)
             realized.append((label, kind, directory, report, surrogate))
 
     host = target is None
@@ -298,8 +341,10 @@ def recommend(model: str, targets: Targets, target: str | None, out: Path,
                              cfg.threads).to_dict()
                 report = json.loads((directory / REPORT_FILE).read_text())
             b = report.get("measurements", {}).get("bench")
-            if not (b and b.get("workload") == wl.to_dict()
-                    and b.get("n_requests") == cfg.bench_requests):
+            if kind in HF_KINDS:
+                b = None  # vLLM does not run here: memory and p95 are predicted for the target
+            elif not (b and b.get("workload") == wl.to_dict()
+                      and b.get("n_requests") == cfg.bench_requests):
                 b = bench(directory, wl.prompt_tokens, wl.new_tokens, wl.concurrency,
                           cfg.bench_requests, cfg.bench_warmup, eval_text, stages,
                           cfg.threads).to_dict()
@@ -310,8 +355,9 @@ def recommend(model: str, targets: Targets, target: str | None, out: Path,
     with clock.stage("pick"):
         feasible = [r for r in rows if not r["violations"]]
         front = pareto_front([(r["label"], r["size_measured"], r["kl_measured"]) for r in rows])
+        # GGUF rows only: the HF mixes' surrogate is another table (RTN round trips)
         pairs = [(r["surrogate_kl"], r["kl_measured"]) for r in rows
-                 if r["surrogate_kl"] is not None]
+                 if r["surrogate_kl"] is not None and r["kind"] not in HF_KINDS]
         rho = spearman([a for a, _ in pairs], [b for _, b in pairs])
         summary = {"candidates": rows, "pareto_front": front, "surrogate_spearman": rho,
                    "search": search_info, "stage_seconds": clock.seconds}
@@ -355,6 +401,8 @@ def recommend(model: str, targets: Targets, target: str | None, out: Path,
             "pick": {"label": pick["label"], "kind": pick["kind"], "reason": reason},
             "surrogate_spearman": rho,
             "search": search_info,
+            "backends": [o.to_dict() for o in offers],
+            "hf_candidates": hf_info,
             "stage_seconds": clock.seconds,
             "stage_peak_rss": clock.peak_rss,
             "provenance": provenance(cfg.seed, {"calibration": calib, "evaluation": eval_text}),
@@ -422,6 +470,34 @@ def _measured_search(table: Any, budget: int, storage: str, name: str, model: st
     return {"info": info, "plans": plans}
 
 
+def _hf_search(space: Any, budget: int, spec: Any, targets: Targets, out: Path,
+               cfg: RecommendConfig, stages: Stages,
+               on_trial: Callable[[dict[str, Any]], None] | None,
+               clock: StageClock) -> list[tuple[str, QuantPlan, float]]:
+    """The Optuna study over the HF int mix (W4A16/W8A16/F16 per fused group) at `budget`
+    tensor bytes, on the RTN sensitivity of each group (advisor.sensitivity.hf): its best
+    distinct plans (at most 2: each is a GPTQ/AWQ run and a transformers evaluation)."""
+    from advisor.quality.cache import file_identity
+    from advisor.search import SearchConfig, run_search
+    from advisor.sensitivity.hf import hf_sensitivity_table
+    from advisor.textdata import default_calibration_text
+
+    with clock.stage("hf sensitivity"), \
+            stages.bar("HF int sensitivity (cached after the first run)") as bar:
+        table = hf_sensitivity_table(spec.path, space, default_calibration_text(),
+                                     on_progress=bar)
+    with clock.stage("hf search"):
+        name = _study_name(file_identity(spec.path), targets, space.digest(), budget)
+        storage = cfg.storage or str(out.with_name(out.name + ".study.db"))
+        with stages.bar(f"searching HF int mixes ({cfg.trials} trials)") as bar:
+            result = run_search(table, budget, storage,
+                                config=SearchConfig(n_trials=cfg.trials, seed=cfg.seed,
+                                                    study_name=name),
+                                callbacks=[_trial_callback(cfg.trials, bar, on_trial)])
+        return _best_plans(result.trials, space, "hf-search", min(cfg.candidates, 2), set(),
+                           key=lambda t: t.surrogate)
+
+
 def _best_plans(trials: list[Any], space: Any, prefix: str, n: int, seen: set[str],
                 key: Callable[[Any], float]) -> list[tuple[str, QuantPlan, float]]:
     """Up to `n` distinct plans (by digest, `seen` updated) of the feasible trials, best `key`
@@ -466,18 +542,20 @@ def _surrogate(table: Any, plan: QuantPlan) -> float | None:
 
 
 def _row(label: str, kind: str, directory: Path, report: dict[str, Any], q: dict[str, Any],
-         b: dict[str, Any], surrogate: float | None, host: bool, targets: Targets,
+         b: dict[str, Any] | None, surrogate: float | None, host: bool, targets: Targets,
          cfg: RecommendConfig) -> dict[str, Any]:
+    """One measured candidate; `b` None when its runtime does not run here (an HF checkpoint):
+    memory and p95 are then the target's predictions."""
     est = report["estimate"]
     cpu = str(est.get("device", "")).startswith("CPU")
-    if host and cpu:
+    if host and cpu and b is not None:
         memory = {"value": b["peak_rss"]["value"] - b["baseline_rss"]["value"],
                   "origin": "measured",
                   "what": "peak RSS of the bench process above its interpreter baseline"}
     else:
         memory = {"value": est["total_memory"]["value"], "origin": "predicted",
                   "what": f"weights + KV cache + runtime overhead on {est.get('device')}"}
-    if host:
+    if host and b is not None:
         p95 = {"value": b["latency_p95"]["value"], "origin": "measured",
                "what": f"p95 request latency over {b['n_requests']} requests on this host"}
     else:
@@ -507,7 +585,7 @@ def _row(label: str, kind: str, directory: Path, report: dict[str, Any], q: dict
         "memory_predicted": est["total_memory"]["value"], "memory": memory,
         "latency_predicted": est["request_latency"]["value"], "p95": p95,
         "bench": {k: b[k]["value"] for k in ("ttft", "per_token", "latency_p95", "peak_rss",
-                                             "baseline_rss")},
+                                             "baseline_rss")} if b is not None else {},
         "violations": violations,
     }
 

@@ -17,6 +17,9 @@ from advisor.artifact import REPORT_SCHEMA_VERSION
 
 SCHEMA_ID = f"https://quant-advisor.dev/schemas/report-v{REPORT_SCHEMA_VERSION}.json"
 ORIGINS = ["measured", "predicted", "datasheet", "reported"]
+CANDIDATE_KINDS = ["search", "preset", "checkpoint", "checkpoint-search"]
+"""GGUF: a searched plan or a stock llama.cpp preset; HF: a uniform checkpoint scheme or a
+searched int4/int8/float mix (advisor.recommend.hf)."""
 
 _num = {"type": "number"}
 _int = {"type": "integer"}
@@ -120,7 +123,7 @@ _DEFS: dict[str, Any] = {
         "required": ["label", "kind", "size_measured", "kl_measured", "memory", "p95",
                      "violations"],
         "properties": {
-            "label": _str, "kind": {"enum": ["search", "preset"]},
+            "label": _str, "kind": {"enum": CANDIDATE_KINDS},
             "directory": _str, "plan_digest": _nullable_str,
             "size_predicted": _int, "size_measured": _int,
             "surrogate_kl": _nullable_num, "kl_measured": _num, "top1_measured": _nullable_num,
@@ -153,14 +156,18 @@ _RECOMMENDATION: dict[str, Any] = {
         "pareto_front": {"type": "array", "items": _str},
         "pick": {
             "type": "object", "required": ["label", "kind", "reason"],
-            "properties": {"label": _str, "kind": {"enum": ["search", "preset"]},
+            "properties": {"label": _str, "kind": {"enum": CANDIDATE_KINDS},
                            "reason": _str},
         },
         "surrogate_spearman": _nullable_num,
         "presets": {"type": "array", "items": {"type": "object",
                                                "required": ["label", "fits", "size_predicted"]}},
         "stage_seconds": {"type": "object", "additionalProperties": _num},
-        "measurements": {"required": ["quality", "bench"]},
+        # an HF checkpoint pick has no bench here (vLLM does not run on this host)
+        "measurements": {"required": ["quality"]},
+        "backends": {"type": "array", "items": {
+            "type": "object", "required": ["backend", "offered", "reason"],
+            "properties": {"backend": _str, "offered": {"type": "boolean"}, "reason": _str}}},
     },
 }
 

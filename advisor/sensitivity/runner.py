@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -158,11 +158,23 @@ class LayerCache:
 
     def kl_many(self, items: Sequence[tuple[str, torch.Tensor]]) -> list[float]:
         """Mean KL vs the reference for each (tensor, replacement) alone."""
+        return self.kl_sets([{name: value} for name, value in items])
+
+    def kl_sets(self, items: Sequence[Mapping[str, torch.Tensor]]) -> list[float]:
+        """Mean KL vs the reference for each set of replacements (tensor -> value) alone; the
+        tensors of one set are in one decoder layer (a fused group), or the set is one global
+        tensor (embedding, head)."""
         out: list[float] = [0.0] * len(items)
         by_layer: dict[int, list[int]] = {}
-        for i, (name, value) in enumerate(items):
-            layer = self.layer_of(name)
+        for i, item in enumerate(items):
+            layers = {self.layer_of(name) for name in item}
+            if len(layers) != 1:
+                raise ValueError(f"replacements {sorted(item)} span layers {layers}")
+            layer = layers.pop()
             if layer is None:
+                if len(item) != 1:
+                    raise ValueError(f"global tensors {sorted(item)} are measured one at a time")
+                (name, value), = item.items()
                 out[i] = self._kl_global(name, value)
             else:
                 by_layer.setdefault(layer, []).append(i)
@@ -171,12 +183,14 @@ class LayerCache:
             local = dict(private.named_parameters())
             outs = []
             for i in idx:
-                name, value = items[i]
-                p = local[self._where[name][1]]
-                saved = p.data
-                p.data = value.reshape(saved.shape).to(saved.dtype)
+                saved = {}
+                for name, value in items[i].items():
+                    p = local[self._where[name][1]]
+                    saved[name] = p.data
+                    p.data = value.reshape(p.data.shape).to(p.data.dtype)
                 outs.append(_first(private(self.layer_inputs[layer], **self.layer_kwargs)))
-                p.data = saved
+                for name, data in saved.items():
+                    local[self._where[name][1]].data = data
             hidden = self._run_layers(torch.cat(outs), layer + 1, times=len(idx))
             for i, kl in zip(idx, self._mean_kl(hidden, len(idx))):
                 out[i] = kl
