@@ -191,19 +191,28 @@ class CheckpointWriter:
         quantization_config written."""
         if self._next - 1 != self.n_shards:
             raise ValueError(f"{self._next - 1} shards written, {self.n_shards} announced")
-        index = {"metadata": {"total_size": self.total_bytes}, "weight_map": self.weight_map}
-        (self.out_dir / "model.safetensors.index.json").write_text(
-            json.dumps(index, indent=2, sort_keys=True) + "\n")
-        cfg = json.loads((source_dir / "config.json").read_text())
         qcfg = quantization_config(self.schemes, float_linears)
-        cfg["quantization_config"] = qcfg
-        cfg["dtype"] = "float16"
-        cfg.pop("torch_dtype", None)
-        (self.out_dir / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
-        for f in _TOKENIZER_FILES:
-            if (source_dir / f).is_file():
-                shutil.copy2(source_dir / f, self.out_dir / f)
+        write_checkpoint_files(self.out_dir, source_dir, self.weight_map, self.total_bytes, qcfg)
         return qcfg
+
+
+def write_checkpoint_files(out_dir: Path, source_dir: Path, weight_map: dict[str, str],
+                           total_bytes: int, qcfg: dict[str, Any],
+                           dtype: str = "float16") -> None:
+    """What every sharded HF checkpoint has besides its shards: the safetensors index,
+    config.json (the source's, with `quantization_config` and the stored dtype) and the
+    tokenizer files of the source."""
+    index = {"metadata": {"total_size": total_bytes}, "weight_map": weight_map}
+    (out_dir / "model.safetensors.index.json").write_text(
+        json.dumps(index, indent=2, sort_keys=True) + "\n")
+    cfg = json.loads((source_dir / "config.json").read_text())
+    cfg["quantization_config"] = qcfg
+    cfg["dtype"] = dtype
+    cfg.pop("torch_dtype", None)
+    (out_dir / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    for f in _TOKENIZER_FILES:
+        if (source_dir / f).is_file():
+            shutil.copy2(source_dir / f, out_dir / f)
 
 
 def quantization_config(schemes: dict[str, LinearScheme],

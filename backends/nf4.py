@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from dataclasses import dataclass
 from importlib import metadata, util
@@ -48,6 +47,7 @@ from advisor.modelspec import LINEAR_ROLES, ModelSpec
 from advisor.plan import QuantPlan
 from backends.base import QuantizeOptions, Runner, Support
 from backends.hf_int import FLOAT_FORMATS, FUSED, LAYER_MODULES
+from backends.hf_writer import write_checkpoint_files
 from backends.registry import register
 from kernels.nf4 import BLOCKSIZE, NESTED_BLOCKSIZE, Nf4Weight, nf4_code, quantize_nf4
 
@@ -60,9 +60,6 @@ COMPUTE_DTYPE = "float16"  # bnb_4bit_compute_dtype: what Linear4bit computes in
 # vLLM fuses these into one module; its skip check matches module prefixes, so a float linear
 # in a fused group is also listed under the fused name (transformers ignores names it lacks).
 _FUSED_NAMES = {FUSED[0]: "self_attn.qkv_proj", FUSED[1]: "mlp.gate_up_proj"}
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                    "tokenizer.model", "chat_template.jinja", "generation_config.json",
-                    "vocab.json", "merges.txt")
 
 
 @dataclass(frozen=True)
@@ -168,18 +165,9 @@ class Nf4Writer:
     def finish(self, source_dir: Path, skip_modules: list[str]) -> dict[str, Any]:
         if self.written != self.n_shards:
             raise ValueError(f"{self.written} shards written, {self.n_shards} announced")
-        index = {"metadata": {"total_size": self.total_bytes}, "weight_map": self.weight_map}
-        (self.out_dir / "model.safetensors.index.json").write_text(
-            json.dumps(index, indent=2, sort_keys=True) + "\n")
-        cfg = json.loads((source_dir / "config.json").read_text())
         qcfg = quantization_config(skip_modules)
-        cfg["quantization_config"] = qcfg
-        cfg["dtype"] = _dtype_name(CHECKPOINT_DTYPE)
-        cfg.pop("torch_dtype", None)
-        (self.out_dir / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
-        for f in _TOKENIZER_FILES:
-            if (source_dir / f).is_file():
-                shutil.copy2(source_dir / f, self.out_dir / f)
+        write_checkpoint_files(self.out_dir, source_dir, self.weight_map, self.total_bytes, qcfg,
+                               dtype=_dtype_name(CHECKPOINT_DTYPE))
         return qcfg
 
 
