@@ -3,7 +3,7 @@ from one float forward over the calibration windows, then kernels.gptq on each l
 layer calibrates on the quantized layer's outputs (sequential, as llm-compressor and AutoGPTQ).
 
 Plan options: `act_order` (default False: static groups keep the checkpoint free of g_idx),
-`damp` (default 0.01), `block_size` (default 128).
+`damp` (default kernels.gptq.DAMP, 0.1), `block_size` (default 128).
 """
 
 from __future__ import annotations
