@@ -69,7 +69,8 @@ def backend_offers(requested: str, hw: HardwareProfile) -> list[Offer]:
             offers.append(Offer(name, False, f"not requested (--backend {requested})"))
             continue
         if name != GGUF:
-            # the target's gate first: it needs no import of the backend (torch, transformers)
+            # the target's gate first (the same one the backend's serves_on applies): it needs
+            # no import of the backend (torch, transformers)
             serves = serves_scheme(BACKEND_SCHEMES[name][0], hw)
             if not serves:
                 offers.append(Offer(name, False, serves.reason))
@@ -79,7 +80,8 @@ def backend_offers(requested: str, hw: HardwareProfile) -> list[Offer]:
         if not avail:
             offers.append(Offer(name, False, f"cannot run here: {avail.reason}"))
             continue
-        serves = backend.serves_on(hw)
+        if name == GGUF:
+            serves = backend.serves_on(hw)
         offers.append(Offer(name, serves.ok, serves.reason or avail.reason))
     return offers
 
@@ -108,7 +110,9 @@ def int_writer(requested: str, offers: list[Offer]) -> str | None:
     return requested if requested in INT_WRITERS and requested in ok else None
 
 
-def _fits(est: Any, max_size: int | None, limits: list[tuple[str, int]]) -> bool:
+def fits_targets(est: Any, max_size: int | None, limits: list[tuple[str, int]]) -> bool:
+    """Whether an estimate's file and total memory are within `--max-size` and the memory
+    limits (key, bytes)."""
     return ((max_size is None or est.file_size.value <= max_size)
             and all(est.total_memory.value <= v for _, v in limits))
 
@@ -128,7 +132,7 @@ def hf_candidates(spec: ModelSpec, requested: str, offers: list[Offer], hw: Hard
     info: dict[str, Any] = {"uniform": []}
     for plan in uniform_plans(spec, requested, offers, group_size):
         est = estimate(spec, plan, hw, wl)
-        fits = _fits(est, max_size, limits)
+        fits = fits_targets(est, max_size, limits)
         info["uniform"].append({"label": plan.label, "backend": plan.backend, "fits": fits,
                                 "size_predicted": int(est.file_size.value),
                                 "memory_predicted": est.total_memory.value})

@@ -34,6 +34,7 @@ from advisor.recommend.hf import (
     GGUF,
     HF_KINDS,
     backend_offers,
+    fits_targets,
     hf_candidates,
     offered,
 )
@@ -216,8 +217,7 @@ def recommend(model: str, targets: Targets, target: str | None, out: Path,
         plan = plan_for_format(spec, name, imatrix=cfg.imatrix)
         est = estimate(spec, plan, hw, wl)
         size = int(est.file_size.value)
-        fits = ((targets.max_size_bytes is None or size <= targets.max_size_bytes)
-                and all(est.total_memory.value <= v for _, v in limits))
+        fits = fits_targets(est, targets.max_size_bytes, limits)
         preset_rows.append({"label": name, "plan": plan, "estimate": est, "size": size,
                             "fits": fits})
     if not use_gguf:
