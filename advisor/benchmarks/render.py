@@ -79,8 +79,9 @@ def _quality_table(rows: list[dict[str, Any]]) -> list[str]:
             lines.append(f"| {r['label']} | | not measured: {r['missing']} | | | | | |")
             continue
         im = {True: "yes", False: "no"}.get(bool(r["imatrix"])) if "imatrix" in r else "—"
+        label = r["label"] + (f" (same file as {r['same_as']})" if r.get("same_as") else "")
         lines.append(
-            f"| {r['label']} | {im} | {r['size']:,} | "
+            f"| {label} | {im} | {r['size']:,} | "
             f"{'—' if r.get('bpw') is None else format(r['bpw'], '.2f')} | "
             f"{_kl(r.get('mean_kl'))} | {_kl(r.get('p99_kl'))} | {_pct(r.get('top1_agreement'))} "
             f"| {_ppl(r.get('perplexity'))} ({_ppl(r.get('reference_perplexity'))}) |")
@@ -114,10 +115,11 @@ def markdown(results: dict[str, Any], plot_rel: str | None) -> str:
         "Model: the embedded SmolLM2-135M-Instruct. Its source is **already quantized (Q4_1)**; "
         "the reference is that source dequantized to F16, so formats at or above Q4_1's "
         "precision look nearly free and are not comparable to numbers against a BF16 original. "
-        f"Judged on held-out text: the second half of `data/evaluation.txt` "
-        f"({results['heldout_windows']} windows of 512 tokens, the second half of each window "
+        f"Judged on held-out text: the first {results['heldout_windows']} windows of 512 "
+        "tokens of the second half of `data/evaluation.txt` (the second half of each window "
         "scored), which `recommend` never reads when it picks (it scores the first windows of "
-        "the file).",
+        "the file). A preset whose file is byte-identical to one above is not evaluated "
+        "again: it shows that one's figures and says so.",
         "",
     ]
     if plot_rel:
@@ -128,7 +130,10 @@ def markdown(results: dict[str, Any], plot_rel: str | None) -> str:
                 "`advisor recommend --max-size <bytes of the preset>` with default settings "
                 "(importance matrix on, 30 trials, 3 searched plans + 2 presets measured). "
                 "The ratio compares the pick's held-out KL with the same preset's (with and "
-                "without importance matrix).", "",
+                "without importance matrix). The run marked *cold* was the suite's first command, "
+                "with an empty cache (importance matrix, F16 reference, reference log-probs and "
+                "sensitivity table all computed; it is also the embedded model's row of section "
+                "2); the others found those in the suite's cache.", "",
                 "| budget | picked | size | mean KL | p99 KL | top-1 | vs preset | "
                 "vs preset + imatrix | recommend wall |",
                 "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -139,7 +144,7 @@ def markdown(results: dict[str, Any], plot_rel: str | None) -> str:
                 f"| {p['budget_of']} ({p['budget']:,} B) | {p['picked']} ({p['picked_kind']}) "
                 f"| {p['size']:,} | {_kl(p['mean_kl'])} | {_kl(p['p99_kl'])} | "
                 f"{_pct(p['top1_agreement'])} | {_ratio(p, plain)} | {_ratio(p, imat)} | "
-                f"{p['recommend_s']:.0f} s |")
+                f"{p['recommend_s']:.0f} s{' (cold)' if p.get('cold') else ''} |")
         out.append("")
     if results.get("hf"):
         out += ["### HF checkpoint backends", "",
@@ -153,13 +158,17 @@ def markdown(results: dict[str, Any], plot_rel: str | None) -> str:
         out += _quality_table(results["hf"]) + [""]
     cost = results.get("cost")
     if cost:
+        settings = cost.get("settings") or []
         out += ["## 2. The tool's own cost", "",
-                "A default `recommend` (at the model's Q3_K_M byte size) with an **empty cache** "
-                "(importance matrix, F16 reference, reference log-probs and sensitivity table "
-                "all computed). Per stage: wall seconds / peak RSS of the tool's process tree "
-                "in MiB (sampled every 50 ms). The larger models are SmolLM2's layout built "
-                "from config with random weights (`advisor/benchmarks/models.py`); their "
-                "source is F16 safetensors, the embedded model's a Q4_1 GGUF.", ""]
+                "`recommend` at the model's Q3_K_M byte size with an **empty cache** (F16 "
+                "reference, reference log-probs and sensitivity table all computed). Per stage: "
+                "wall seconds / peak RSS of the tool's process tree in MiB (sampled every 50 ms)."
+                " The embedded model's row is the cold pick of section 1: default settings, "
+                "importance matrix included. The random-weight rows (SmolLM2's layout built from "
+                "config, `advisor/benchmarks/models.py`; F16 safetensors sources, so a `convert` "
+                "stage) measure how the cost grows with size, with `"
+                + " ".join(settings) + "` so that three sizes fit in the hour: the same stages, "
+                "with fewer candidates realized and measured.", ""]
         stages = [s for s in (results.get("stages") or []) if any(
             s in r["stage_seconds"] for r in cost["runs"])]
         out.append("| model | parameters | " + " | ".join(stages) + " | total wall | peak RSS |")

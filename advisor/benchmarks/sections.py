@@ -5,6 +5,7 @@ Each returns plain dicts (kept in bench-out/results.json); render.py turns them 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 from pathlib import Path
@@ -17,7 +18,17 @@ from advisor.benchmarks.run import Ran, Runner
 MODEL = "smollm2-135m"
 PRESETS = ("Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_0", "Q4_1", "Q4_K_S", "Q4_K_M", "Q5_0",
            "Q5_1", "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0")
-PICK_BUDGETS = ("Q2_K", "Q3_K_M", "Q4_K_M", "Q5_K_M")
+PICK_BUDGETS = ("Q3_K_M", "Q4_K_M")
+# Presets benched for sections 3 and 4 (the rest add rows, not information, to both)
+BENCHED_PRESETS = ("Q2_K", "Q3_K_M", "Q4_0", "Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0")
+# Held-out windows scored per artifact (the held-out half has 10): 5 x 255 scored tokens keeps
+# the suite inside its hour; the presets' KL differ by far more than their window-to-window noise
+HELDOUT_WINDOWS = 5
+# The cost section's larger models: the measured phase cut to one searched plan and one preset
+# (1 window, 1 request each) and no importance matrix, so that three sizes fit in the hour; the
+# default settings are measured once, on the embedded model (the cold pick of section 1)
+COST_SETTINGS = ("--no-imatrix", "--candidates", "1", "--presets", "1", "--eval-windows", "1",
+                 "--bench-requests", "1")
 # (backend, bits) of the HF rows: every scheme once; rtn at both widths as the baseline that
 # GPTQ and AWQ (4 bits, where they matter: 8-bit RTN is within noise of float) are judged by
 HF_ROWS = (("rtn", 4), ("rtn", 8), ("gptq", 4), ("awq", 4), ("nf4", 4), ("fp8", 8),
@@ -52,7 +63,7 @@ def _quality(q: dict[str, Any]) -> dict[str, Any]:
 
 def evaluate(r: Runner, artifact: Path, heldout: Path, model: str = MODEL) -> dict[str, Any]:
     ran = r.advisor("eval", "--model", model, "--artifact", artifact, "--eval-text", heldout,
-                    "--max-windows", "0", "--json")
+                    "--max-windows", str(HELDOUT_WINDOWS), "--json")
     return _quality(ran.json())
 
 
@@ -65,46 +76,103 @@ def machine(r: Runner) -> dict[str, Any]:
             "accelerators": [a.get("name") for a in hw.get("accelerators", [])]}
 
 
+def weights_digest(directory: Path) -> str:
+    """sha256 of an artifact's weight files (*.gguf, *.safetensors), in name order."""
+    h = hashlib.sha256()
+    for f in sorted([*directory.glob("*.gguf"), *directory.glob("*.safetensors")]):
+        h.update(f.name.encode() + b"\0")
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
 def quality_per_byte(r: Runner, work: Path, heldout: Path,
                      presets: tuple[str, ...] = PRESETS,
                      imatrix_modes: tuple[bool, ...] = (False, True)) -> list[dict[str, Any]]:
     """Every preset with and without an importance matrix, quantized by llama.cpp, judged on the
-    held-out text."""
-    rows = []
+    held-out text. A file byte-identical to one already judged (on the embedded model Q2_K and
+    Q3_K_S are; Q4_1 and Q8_0 ignore the importance matrix) takes that one's figures, with
+    `same_as` naming it, instead of being evaluated again."""
+    rows: list[dict[str, Any]] = []
+    judged: dict[str, dict[str, Any]] = {}
     for imatrix in imatrix_modes:
         for p in presets:
             d = work / "presets" / (p + ("-imatrix" if imatrix else ""))
             ran = r.advisor("quantize", "--model", MODEL, "--preset", p,
                             "--imatrix" if imatrix else "--no-imatrix", "--out", d, "--json")
             rep = ran.json()
-            rows.append({"label": p, "kind": "preset", "imatrix": imatrix, "dir": str(d),
-                         "size": rep["size"]["value"],
-                         "bpw": rep["estimate"].get("bits_per_weight"),
-                         "quantize_s": round(ran.seconds, 2), **evaluate(r, d, heldout)})
+            row = {"label": p, "kind": "preset", "imatrix": imatrix, "dir": str(d),
+                   "size": rep["size"]["value"], "bpw": rep["estimate"].get("bits_per_weight"),
+                   "quantize_s": round(ran.seconds, 2)}
+            digest = weights_digest(d)
+            first = judged.get(digest)
+            if first is None:
+                judged[digest] = row
+                row.update(evaluate(r, d, heldout))
+            else:
+                row.update({k: first[k] for k in _QUALITY_KEYS if k in first},
+                           same_as=first["label"] + (" + imatrix" if first["imatrix"] else ""))
+            rows.append(row)
     return rows
+
+
+_QUALITY_KEYS = ("mean_kl", "p99_kl", "top1_agreement", "perplexity", "reference_perplexity",
+                 "n_windows", "n_scored")
 
 
 def picks(r: Runner, work: Path, heldout: Path, sizes: dict[str, int],
-          budgets: tuple[str, ...] = PICK_BUDGETS, extra: tuple[str, ...] = ()) -> \
-        list[dict[str, Any]]:
-    """`advisor recommend` (default settings) at the byte size of each preset in `budgets`."""
+          budgets: tuple[str, ...] = PICK_BUDGETS, extra: tuple[str, ...] = (),
+          cold: bool = False) -> list[dict[str, Any]]:
+    """`advisor recommend` (default settings) at the byte size of each preset in `budgets`.
+
+    `cold`: the first of them is the suite's first command to use its (empty) cache, so it
+    computes the importance matrix, F16 reference, reference log-probs and sensitivity table;
+    that run is also the embedded model's row of the tool's cost (its `cost` entry)."""
     rows = []
-    for p in budgets:
+    for i, p in enumerate(budgets):
         out = work / "picks" / f"at-{p}"
+        first_cold = cold and i == 0
         ran = r.advisor("recommend", "--model", MODEL, "--max-size", str(sizes[p]), *extra,
-                        "--out", out, "--json")
+                        "--out", out, "--json", note="empty cache" if first_cold else "")
         rep = ran.json()
         pick = next(c for c in rep["candidates"] if c["label"] == rep["pick"]["label"])
-        rows.append({"label": f"pick at {p}", "kind": "pick", "budget": sizes[p],
-                     "budget_of": p, "picked": pick["label"], "picked_kind": pick["kind"],
-                     "dir": str(out), "size": pick["size_measured"],
-                     "bpw": rep["estimate"].get("bits_per_weight"),
-                     "recommend_s": round(ran.seconds, 1),
-                     "selection_kl": pick["kl_measured"],
-                     "surrogate_spearman": rep.get("surrogate_spearman"),
-                     "candidates_dir": str(out.with_name(out.name + ".candidates")),
-                     **evaluate(r, out, heldout)})
+        row = {"label": f"pick at {p}", "kind": "pick", "budget": sizes[p],
+               "budget_of": p, "picked": pick["label"], "picked_kind": pick["kind"],
+               "dir": str(out), "size": pick["size_measured"],
+               "bpw": rep["estimate"].get("bits_per_weight"),
+               "recommend_s": round(ran.seconds, 1), "cold": first_cold,
+               "selection_kl": pick["kl_measured"],
+               "surrogate_spearman": rep.get("surrogate_spearman"),
+               "candidates_dir": str(out.with_name(out.name + ".candidates")),
+               **evaluate(r, out, heldout)}
+        if first_cold:
+            row["cost"] = _cost_row("embedded", MODEL, _n_params(MODEL), sizes[p], ran, rep)
+        rows.append(row)
     return rows
+
+
+def preset_size(r: Runner, work: Path, preset: str) -> int:
+    """Bytes of llama.cpp's `preset` of the embedded model, quantized without importance matrix
+    (touches no cache). K-quant presets have the same size with one: the matrix changes values,
+    not types (on the embedded model Q3_K_M is 93,510,208 bytes both ways)."""
+    ran = r.advisor("quantize", "--model", MODEL, "--preset", preset, "--no-imatrix", "--out",
+                    work / "budget" / preset, "--json")
+    return int(ran.json()["size"]["value"])
+
+
+def _n_params(model: str) -> int:
+    from advisor.inspect import inspect_model
+
+    return inspect_model(model).n_params
+
+
+def _cost_row(name: str, model: str, n_params: int, max_size: int, ran: Ran,
+              rep: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "model": model, "params": n_params, "max_size": max_size,
+            "wall_s": round(ran.seconds, 1), "peak_rss": ran.peak_rss,
+            "stage_seconds": rep.get("stage_seconds", {}),
+            "stage_peak_rss": rep.get("stage_peak_rss", {}), "pick": rep["pick"]["label"]}
 
 
 def hf_backends(r: Runner, work: Path, heldout: Path,
@@ -144,12 +212,14 @@ def _fit(sizes: list[float], values: list[float]) -> float | None:
 
 
 def tool_cost(r: Runner, work: Path, models: list[tuple[str, str, int, int]],
-              extra: tuple[str, ...] = ()) -> dict[str, Any]:
-    """A default `recommend` per model, each with an empty cache (cold: importance matrix,
-    reference, sensitivity all computed): wall time and peak RSS per stage from its report,
-    whole-run wall and peak RSS of the process tree, and the fitted growth exponent with the
-    parameter count. `models` = (name, path or alias, parameters, --max-size bytes)."""
-    runs = []
+              extra: tuple[str, ...] = (), done: tuple[dict[str, Any], ...] = ()) -> \
+        dict[str, Any]:
+    """A `recommend` (with `extra`) per model, each with an empty cache (cold: reference,
+    sensitivity, importance matrix when on, all computed): wall time and peak RSS per stage
+    from its report, whole-run wall and peak RSS of the process tree, and the fitted growth
+    exponent with the parameter count. `models` = (name, path or alias, parameters, --max-size
+    bytes); `done` = rows measured beforehand (the embedded model's cold pick, default settings)."""
+    runs = list(done)
     for name, model, n_params, max_size in models:
         with tempfile.TemporaryDirectory(prefix="qa-bench-cache-") as cache:
             out = work / "cost" / name
@@ -157,12 +227,7 @@ def tool_cost(r: Runner, work: Path, models: list[tuple[str, str, int, int]],
                                  *extra, "--out", out, "--json",
                                  env={"QUANT_ADVISOR_CACHE": cache},
                                  note="empty cache")
-        rep = ran.json()
-        runs.append({"name": name, "model": model, "params": n_params, "max_size": max_size,
-                     "wall_s": round(ran.seconds, 1), "peak_rss": ran.peak_rss,
-                     "stage_seconds": rep.get("stage_seconds", {}),
-                     "stage_peak_rss": rep.get("stage_peak_rss", {}),
-                     "pick": rep["pick"]["label"]})
+        runs.append(_cost_row(name, model, n_params, max_size, ran, ran.json()))
     fits = {}
     scaled = [x for x in runs if x["name"] != "embedded"] or runs
     params = [float(x["params"]) for x in scaled]
@@ -170,7 +235,7 @@ def tool_cost(r: Runner, work: Path, models: list[tuple[str, str, int, int]],
     fits["peak_rss"] = _fit(params, [float(x["peak_rss"]) for x in scaled])
     for st in STAGES:
         fits[st] = _fit(params, [float(x["stage_seconds"].get(st, 0.0)) for x in scaled])
-    return {"runs": runs, "exponents": fits}
+    return {"runs": runs, "exponents": fits, "settings": list(extra)}
 
 
 def predictions(rows: list[str]) -> list[dict[str, Any]]:
