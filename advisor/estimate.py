@@ -83,6 +83,7 @@ class Estimate:
     request_latency: Figure
     device_memory: Figure | None
     assumptions: tuple[str, ...] = field(default_factory=tuple)
+    workload: Workload | None = None  # the requests ttft/per_token/request_latency are for
 
     @property
     def fits(self) -> bool:
@@ -101,6 +102,8 @@ class Estimate:
             "device_memory": self.device_memory.to_dict() if self.device_memory else None,
             "assumptions": list(self.assumptions),
         }
+        if self.workload is not None:
+            out["workload"] = self.workload.to_dict()
         out.update({k: getattr(self, k).to_dict() for k in figs})
         return out
 
@@ -222,5 +225,5 @@ def estimate(spec: ModelSpec, plan: QuantPlan, hw: HardwareProfile,
         bits_per_weight=8 * weights / max(n_params, 1),
         ttft=_pred(ttft, SECONDS), per_token=_pred(per_token, SECONDS),
         request_latency=_pred(request, SECONDS), device_memory=device_mem,
-        assumptions=tuple(notes),
+        assumptions=tuple(notes), workload=wl,
     )

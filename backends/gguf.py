@@ -9,10 +9,7 @@ Load: `GgufRunner` (gguf_llama). Serve: `serve.sh` and an Ollama `Modelfile` (gg
 from __future__ import annotations
 
 import logging
-import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from advisor.errors import AdvisorError, BadInput
@@ -30,7 +27,6 @@ from backends.registry import register
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.gguf"
-_SOURCE_DIR = ".source"  # temporary conversion of an HF source, removed after quantizing
 # Importance-matrix chunks (512 tokens each) by default: llama.cpp's eval callback makes each
 # chunk ~4x slower than a plain prefill (12 s per chunk on the 2-core CI machine), and on the
 # embedded model 1 chunk already gave Q2_K KL 0.34 vs 0.36 for all 11 (0.50 without).
@@ -39,21 +35,16 @@ IMATRIX_CHUNKS = 4
 _RUNTIME_BY_VENDOR = {Vendor.NVIDIA: "CUDA", Vendor.AMD: "ROCm/HIP", Vendor.APPLE: "Metal"}
 
 
-@contextmanager
-def _gguf_source(spec: ModelSpec, out_dir: Path) -> Iterator[tuple[Path, ModelSpec]]:
-    """The GGUF to quantize and its spec: the source itself, or a conversion of an HF dir."""
+def _gguf_source(spec: ModelSpec) -> tuple[Path, ModelSpec]:
+    """The GGUF to quantize and its spec: the source itself, or the cached F16 conversion of an
+    HF directory (converted on first use)."""
     if spec.format is SourceFormat.GGUF:
-        yield Path(spec.path), spec
-        return
+        return Path(spec.path), spec
     from advisor.inspect.gguf_source import read_gguf
-    from backends.gguf_convert import convert_hf_to_gguf
+    from backends.gguf_convert import cached_f16
 
-    tmp = out_dir / _SOURCE_DIR
-    try:
-        converted = convert_hf_to_gguf(spec, tmp)
-        yield converted, read_gguf(converted)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    converted = cached_f16(spec)
+    return converted, read_gguf(converted)
 
 
 def gguf_file(path: str | Path) -> Path:
@@ -103,13 +94,13 @@ class GgufBackend:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         dst = out_dir / MODEL_FILE
-        with _gguf_source(spec, out_dir) as (src, src_spec):
-            job = plan_job(src_spec, plan)
-            imatrix = self._imatrix(spec, src, job, options)
-            t0 = time.perf_counter()
-            run_job(src, dst, job, imatrix, options.threads)
-            log.info("wrote %s (%s, %.1f MiB) in %.1f s", dst, plan.label or job.ftype.name,
-                     dst.stat().st_size / 2**20, time.perf_counter() - t0)
+        src, src_spec = _gguf_source(spec)
+        job = plan_job(src_spec, plan)
+        imatrix = self._imatrix(spec, src, job, options)
+        t0 = time.perf_counter()
+        run_job(src, dst, job, imatrix, options.threads)
+        log.info("wrote %s (%s, %.1f MiB) in %.1f s", dst, plan.label or job.ftype.name,
+                 dst.stat().st_size / 2**20, time.perf_counter() - t0)
         written = written_types(dst)
         surprises = {t.name: (t.expected, written.get(t.name)) for t in job.targets
                      if written.get(t.name) != t.expected}

@@ -245,6 +245,18 @@ def output_path(spec: ModelSpec, dst_dir: Path, out_type: str = "F16") -> Path:
     return Path(dst_dir) / f"{name}-{out_type}.gguf"
 
 
+def cached_f16(spec: ModelSpec) -> Path:
+    """The F16 GGUF of the HF directory `spec`, converted once into the cache
+    (`<cache>/references/hf-<content identity>/`) and reused: it is both the F16 reference of
+    every quality measurement and the file every GGUF quantization of that directory starts
+    from (converting per candidate cost `recommend` one conversion per candidate)."""
+    from advisor.quality.cache import cache_root, file_identity
+
+    dst_dir = cache_root() / "references" / f"hf-{file_identity(spec.path)[:16]}"
+    done = output_path(spec, dst_dir)
+    return done if done.is_file() else convert_hf_to_gguf(spec, dst_dir)
+
+
 def convert_hf_to_gguf(spec: ModelSpec, dst_dir: Path, out_type: str = "F16") -> Path:
     """Write the GGUF of the HF directory `spec` describes; return its path.
 

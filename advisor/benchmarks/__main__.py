@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     plain = [Path(row["dir"]) for row in results["quality"] if not row["imatrix"]
              and (args.quick or row["label"] in sections.BENCHED_PRESETS)]
     sections.bench_artifacts(r, plain + [Path(p["dir"]) for p in results["picks"]],
-                             requests=3 if args.quick else 5)
+                             requests=3)
     candidate_dirs = [str(d) for p in results["picks"]
                       for d in sorted(Path(p["candidates_dir"]).iterdir()) if d.is_dir()]
     results["predictions"] = sections.predictions([str(d) for d in plain] + [

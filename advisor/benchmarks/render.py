@@ -99,6 +99,7 @@ def markdown(results: dict[str, Any], plot_rel: str | None) -> str:
         "column says *predicted*; the commands are listed at the end. Regenerate with "
         "`make bench`.",
         "",
+        *[line for note in results.get("notes", []) for line in (f"**Note.** {note}", "")],
         "## Machine",
         "",
         f"- CPU: {m.get('cpu')}, {m.get('physical_cores')} physical / {m.get('logical_cores')} "
@@ -186,9 +187,10 @@ def markdown(results: dict[str, Any], plot_rel: str | None) -> str:
     preds = results.get("predictions")
     if preds:
         out += ["## 3. Prediction accuracy", "",
-                "For every candidate that was benchmarked (`advisor bench`, its workload in the "
-                "report): the estimate made before quantizing (*predicted*) against the "
-                "measurement. Ratio = predicted / measured.", "",
+                "For every candidate benchmarked (`advisor bench`) with the workload its estimate "
+                "was made for (512 prompt + 128 new tokens, one request at a time): the estimate "
+                "made before quantizing (*predicted*) against the measurement. Ratio = predicted "
+                "/ measured.", "",
                 "| candidate | size pred / meas | memory pred / meas (MiB) | TTFT pred / meas "
                 "(ms) | per token pred / meas (ms) | p95 pred / meas (ms) |",
                 "| --- | ---: | ---: | ---: | ---: | ---: |"]

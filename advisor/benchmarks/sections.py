@@ -19,8 +19,9 @@ MODEL = "smollm2-135m"
 PRESETS = ("Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_0", "Q4_1", "Q4_K_S", "Q4_K_M", "Q5_0",
            "Q5_1", "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0")
 PICK_BUDGETS = ("Q3_K_M", "Q4_K_M")
-# Presets benched for sections 3 and 4 (the rest add rows, not information, to both)
-BENCHED_PRESETS = ("Q2_K", "Q3_K_M", "Q4_0", "Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0")
+# Presets benched for sections 3 and 4, at the 512+128-token workload of their estimates (the
+# rest add rows, not information, to both)
+BENCHED_PRESETS = ("Q2_K", "Q3_K_M", "Q4_K_M", "Q6_K", "Q8_0")
 # Held-out windows scored per artifact (the held-out half has 10): 5 x 255 scored tokens keeps
 # the suite inside its hour; the presets' KL differ by far more than their window-to-window noise
 HELDOUT_WINDOWS = 5
@@ -91,8 +92,9 @@ def quality_per_byte(r: Runner, work: Path, heldout: Path,
                      presets: tuple[str, ...] = PRESETS,
                      imatrix_modes: tuple[bool, ...] = (False, True)) -> list[dict[str, Any]]:
     """Every preset with and without an importance matrix, quantized by llama.cpp, judged on the
-    held-out text. A file byte-identical to one already judged (on the embedded model Q2_K and
-    Q3_K_S are; Q4_1 and Q8_0 ignore the importance matrix) takes that one's figures, with
+    held-out text. A file byte-identical to one already judged (on the embedded model Q4_1 and
+    Q8_0 come out the same with and without importance matrix; Q2_K and Q3_K_S share every
+    tensor but not the file-type field, so both are judged) takes that one's figures, with
     `same_as` naming it, instead of being evaluated again."""
     rows: list[dict[str, Any]] = []
     judged: dict[str, dict[str, Any]] = {}
@@ -112,7 +114,8 @@ def quality_per_byte(r: Runner, work: Path, heldout: Path,
                 row.update(evaluate(r, d, heldout))
             else:
                 row.update({k: first[k] for k in _QUALITY_KEYS if k in first},
-                           same_as=first["label"] + (" + imatrix" if first["imatrix"] else ""))
+                           same_as=f"{first['label']} {'with' if first['imatrix'] else 'without'}"
+                                   " imatrix")
             rows.append(row)
     return rows
 
@@ -239,8 +242,13 @@ def tool_cost(r: Runner, work: Path, models: list[tuple[str, str, int, int]],
 
 
 def predictions(rows: list[str]) -> list[dict[str, Any]]:
-    """Predicted vs measured for every candidate artifact that has a bench: file size, peak
-    memory, TTFT, per-token latency, request p95 (prediction / measurement)."""
+    """Predicted vs measured for every candidate artifact whose bench ran the workload its
+    estimate was made for: file size, peak memory, TTFT, per-token latency, request p95
+    (prediction / measurement). An estimate without a recorded workload (reports written before
+    it was recorded) was made for the default one, `Workload()`, as `quantize` and a default
+    `recommend` make it."""
+    from advisor.estimate import Workload
+
     out = []
     seen: set[str] = set()
     for d in rows:
@@ -253,6 +261,8 @@ def predictions(rows: list[str]) -> list[dict[str, Any]]:
         if not b:
             continue
         est = rep["estimate"]
+        if b.get("workload") != est.get("workload", Workload().to_dict()):
+            continue  # a 128-token bench says nothing about a 512-token prediction
         mem = b["peak_rss"]["value"] - b["baseline_rss"]["value"]
         out.append({
             "label": rep.get("label") or directory.name, "dir": str(directory),
@@ -278,9 +288,15 @@ def error_summary(preds: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 
 def bench_artifacts(r: Runner, dirs: list[Path], requests: int = 8) -> None:
-    """`advisor bench` (default workload) on each artifact, recorded in its report."""
+    """`advisor bench` on each artifact, recorded in its report, with the workload its estimate
+    was made for (so that section 3 compares like with like)."""
+    from advisor.estimate import Workload
+
     for d in dirs:
-        r.advisor("bench", "--artifact", d, "--requests", str(requests), "--json")
+        wl = _report(d)["estimate"].get("workload", Workload().to_dict())
+        r.advisor("bench", "--artifact", d, "--requests", str(requests), "--prompt-tokens",
+                  str(wl["prompt_tokens"]), "--max-new-tokens", str(wl["new_tokens"]),
+                  "--concurrency", str(wl["concurrency"]), "--json")
 
 
 def roofline(rows: list[dict[str, Any]], bandwidth: float, model: str = MODEL) -> \

@@ -30,15 +30,13 @@ def read_artifact(artifact: Path) -> dict[str, Any]:
 def reference_model(spec: ModelSpec, threads: int = 0) -> Path:
     """The GGUF whose logits are the reference: an F16 GGUF of the source's weights (the
     dequantized weights for a quantized source), converted and cached once."""
-    from advisor.quality import cache_root, file_identity, make_f16_reference
+    from advisor.quality import make_f16_reference
 
     if spec.format is SourceFormat.GGUF:
         return make_f16_reference(spec.path, threads=threads)
-    from backends.gguf_convert import convert_hf_to_gguf, output_path
+    from backends.gguf_convert import cached_f16
 
-    dst_dir = cache_root() / "references" / f"hf-{file_identity(spec.path)[:16]}"
-    done = output_path(spec, dst_dir)
-    return done if done.is_file() else convert_hf_to_gguf(spec, dst_dir)
+    return cached_f16(spec)
 
 
 def evaluate(spec: ModelSpec, artifact: Path, text: str, max_windows: int, window: int,

@@ -308,17 +308,28 @@ def _tiny_hf_llama(d: Path, corpus: str) -> Path:
     return d
 
 
-def test_hf_source_is_converted_then_quantized(tmp_path: Path, calib_text: str) -> None:
+def test_hf_source_is_converted_then_quantized(tmp_path: Path, calib_text: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("tokenizers")
+    from advisor.commands.measure import reference_model
     from advisor.inspect import inspect_model
 
+    monkeypatch.setenv("QUANT_ADVISOR_CACHE", str(tmp_path / "cache"))
     spec = inspect_model(str(_tiny_hf_llama(tmp_path / "hf", calib_text)))
     plan = plan_for_format(spec, "Q4_K_M")
     out = tmp_path / "out"
     backend = get_backend("gguf")
     written = backend.quantize(spec, plan, out, QuantizeOptions(calib_text=calib_text,
                                                                 threads=THREADS))
-    assert sorted(p.name for p in out.iterdir()) == ["model.gguf"]  # the conversion is gone
+    assert sorted(p.name for p in out.iterdir()) == ["model.gguf"]  # no conversion beside it
+    # converted once into the cache: the F16 reference, and the source of every later quantize
+    converted = list((tmp_path / "cache" / "references").glob("*/*.gguf"))
+    assert converted == [reference_model(spec)]
+    stamp = converted[0].stat().st_mtime_ns
+    backend.quantize(spec, plan_for_format(spec, "Q8_0"), tmp_path / "out8",
+                     QuantizeOptions(calib_text=calib_text, threads=THREADS))
+    assert list((tmp_path / "cache" / "references").glob("*/*.gguf")) == converted
+    assert converted[0].stat().st_mtime_ns == stamp
     assert written.options["imatrix"] is True
     assert written.tensor_formats == plan.tensor_formats
     assert read_header(out / "model.gguf").types() == plan.tensor_formats

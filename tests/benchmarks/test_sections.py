@@ -1,0 +1,45 @@
+"""Pieces of `make bench` that need no model: duplicate detection, the guard on --out, fits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from advisor.benchmarks import sections
+from advisor.benchmarks.__main__ import main
+
+
+def _artifact(d: Path, payload: bytes) -> Path:
+    d.mkdir(parents=True)
+    (d / "model.gguf").write_bytes(payload)
+    (d / "report.json").write_text("{}")  # not part of the weights
+    return d
+
+
+def test_weights_digest_tells_identical_weight_files_apart_from_different_ones(
+        tmp_path: Path) -> None:
+    a = _artifact(tmp_path / "a", b"GGUF" + bytes(range(256)) * 64)
+    b = _artifact(tmp_path / "b", b"GGUF" + bytes(range(256)) * 64)
+    c = _artifact(tmp_path / "c", b"GGUF" + bytes(range(256)) * 63 + bytes(256))
+    (b / "report.json").write_text('{"other": "report"}')
+    assert sections.weights_digest(a) == sections.weights_digest(b)
+    assert sections.weights_digest(a) != sections.weights_digest(c)
+
+
+def test_full_suite_refuses_a_non_empty_out_that_is_not_its_own(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    keep = out / "notes.txt"
+    keep.write_text("not a benchmark's")
+    assert main(["--out", str(out), "--md", str(tmp_path / "B.md")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--out" in err and "results.json" in err
+    assert keep.read_text() == "not a benchmark's" and not (tmp_path / "B.md").exists()
+
+
+def test_growth_exponent_recovers_a_power_law() -> None:
+    sizes = [1e8, 2e8, 4e8]
+    assert sections._fit(sizes, [3.0 * s ** 1.5 for s in sizes]) == pytest.approx(1.5)
+    assert sections._fit([1e8], [1.0]) is None
