@@ -27,7 +27,8 @@ def test_estimate_json_labels_every_figure_predicted() -> None:
                 "rtx4090", "--json")
     assert r.returncode == 0, r.stderr
     est = json.loads(r.stdout)["estimate"]
-    figures = [v for k, v in est.items() if isinstance(v, dict) and k != "device_memory"]
+    figures = [v for k, v in est.items()
+               if isinstance(v, dict) and k not in ("device_memory", "workload")]
     assert len(figures) == 8 and {f["origin"] for f in figures} == {"predicted"}
     assert est["device_memory"]["origin"] == "datasheet"
 
