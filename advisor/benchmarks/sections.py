@@ -241,14 +241,19 @@ def tool_cost(r: Runner, work: Path, models: list[tuple[str, str, int, int]],
     return {"runs": runs, "exponents": fits, "settings": list(extra)}
 
 
+def estimate_workload(est: dict[str, Any]) -> dict[str, Any]:
+    """The workload a report's estimate was made for; reports written before estimates recorded
+    it were made for the default one, as `quantize` and a default `recommend` make it."""
+    from advisor.estimate import Workload
+
+    recorded: dict[str, Any] = est.get("workload") or Workload().to_dict()
+    return recorded
+
+
 def predictions(rows: list[str]) -> list[dict[str, Any]]:
     """Predicted vs measured for every candidate artifact whose bench ran the workload its
     estimate was made for: file size, peak memory, TTFT, per-token latency, request p95
-    (prediction / measurement). An estimate without a recorded workload (reports written before
-    it was recorded) was made for the default one, `Workload()`, as `quantize` and a default
-    `recommend` make it."""
-    from advisor.estimate import Workload
-
+    (prediction / measurement)."""
     out = []
     seen: set[str] = set()
     for d in rows:
@@ -261,7 +266,7 @@ def predictions(rows: list[str]) -> list[dict[str, Any]]:
         if not b:
             continue
         est = rep["estimate"]
-        if b.get("workload") != est.get("workload", Workload().to_dict()):
+        if b.get("workload") != estimate_workload(est):
             continue  # a 128-token bench says nothing about a 512-token prediction
         mem = b["peak_rss"]["value"] - b["baseline_rss"]["value"]
         out.append({
@@ -290,10 +295,8 @@ def error_summary(preds: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 def bench_artifacts(r: Runner, dirs: list[Path], requests: int = 8) -> None:
     """`advisor bench` on each artifact, recorded in its report, with the workload its estimate
     was made for (so that section 3 compares like with like)."""
-    from advisor.estimate import Workload
-
     for d in dirs:
-        wl = _report(d)["estimate"].get("workload", Workload().to_dict())
+        wl = estimate_workload(_report(d)["estimate"])
         r.advisor("bench", "--artifact", d, "--requests", str(requests), "--prompt-tokens",
                   str(wl["prompt_tokens"]), "--max-new-tokens", str(wl["new_tokens"]),
                   "--concurrency", str(wl["concurrency"]), "--json")
