@@ -192,6 +192,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
                           trials=args.trials, measured_trials=args.measured_trials,
                           seed=args.seed, eval_windows=args.eval_windows,
                           bench_requests=args.bench_requests, imatrix=args.imatrix,
+                          bench_all=args.bench_all,
                           threads=args.threads, storage=args.storage, flags=flags,
                           backend=args.backend, group_size=args.group_size)
     with _stages(args) as stages:
@@ -373,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-new-tokens", type=int, default=defaults.new_tokens)
     sp.add_argument("--concurrency", type=int, default=defaults.concurrency)
     sp.add_argument("--context", type=int, default=0, help="context tokens (0: prompt + new)")
-    sp.add_argument("--candidates", type=int, default=3, help="search plans realized and measured")
+    sp.add_argument("--candidates", type=int, default=2, help="search plans realized and measured")
     sp.add_argument("--presets", type=int, default=2,
                     help="fitting llama.cpp presets realized (those nearest the budget)")
     sp.add_argument("--trials", type=int, default=30, help="Optuna trials of the plan search")
@@ -390,6 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--storage", help="Optuna storage URL (default: SQLite <out>.study.db)")
     sp.add_argument("--eval-windows", type=int, default=2, help="512-token windows scored")
     sp.add_argument("--bench-requests", type=int, default=3, help="measured bench requests")
+    sp.add_argument("--bench-all", action="store_true",
+                    help="bench every candidate (default: in pick order until one meets every "
+                         "target; the others' memory and p95 are predicted)")
     sp.add_argument("--imatrix", action=argparse.BooleanOptionalAction, default=True,
                     help="importance matrix from calibration text where the types use it")
     sp.add_argument("--threads", type=int, default=0, help="0 = all cores")

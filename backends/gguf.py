@@ -18,7 +18,7 @@ from advisor.modelspec import ModelSpec, SourceFormat
 from advisor.plan import QuantPlan
 from advisor.textdata import default_calibration_text
 from backends.base import QuantizeOptions, Runner, Support
-from backends.gguf_imatrix import Imatrix, imatrix_for
+from backends.gguf_imatrix import Imatrix, imatrix_for, values_digest
 from backends.gguf_llama import GgufRunner
 from backends.gguf_quant import QuantJob, plan_job, run_job, written_types
 from backends.gguf_serve import serve_files
@@ -112,6 +112,7 @@ class GgufBackend:
                 "ftype": job.file_type_name}
         if imatrix is not None:
             opts["calibration_sha256"] = imatrix.text_sha256
+            opts["imatrix_sha256"] = values_digest(imatrix.values)
         return QuantPlan(self.name, written, options=opts, label=plan.label)
 
     @staticmethod

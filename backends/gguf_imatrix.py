@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -260,6 +261,15 @@ def compute_imatrix(gguf_path: Path, text: str, *, threads: int = 0,
     log.info("importance matrix: %d tensors from %d tokens in %d chunks (%.1f s)",
              len(values), n_tok, len(chunks), time.perf_counter() - t0)
     return Imatrix(values, n_tok, len(chunks), text_sha256(text))
+
+
+def values_digest(values: Mapping[str, np.ndarray]) -> str:
+    """Content digest of importance values (names and float32 bytes), as reports record it."""
+    h = hashlib.sha256()
+    for name in sorted(values):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(values[name], dtype=np.float32).tobytes())
+    return h.hexdigest()[:32]
 
 
 def cache_dir() -> Path:

@@ -144,6 +144,12 @@ def _candidates(rep: dict[str, Any]) -> list[str]:
     lines += ["", f"Surrogate (predicted) vs measured KL, Spearman rank correlation: "
                   f"{num(rho, '{:.3f}')} over {len(rep['candidates'])} candidates. "
                   "Plot: `pareto.png`; every candidate: `candidates.csv`.", ""]
+    skipped = [x["label"] for x in rep["candidates"] if x.get("benched") is False]
+    if skipped:
+        lines[-1:] = [f"Not benched ({', '.join(skipped)}): a candidate of lower KL met every "
+                      "target first, or their size or KL missed one, so no bench could change "
+                      "the pick; their p95 and memory are predictions (`--bench-all` benches "
+                      "every candidate).", ""]
     return lines
 
 

@@ -130,6 +130,7 @@ _DEFS: dict[str, Any] = {
             "memory_predicted": _num, "memory": {"$ref": "#/$defs/labelled"},
             "latency_predicted": _num, "p95": {"$ref": "#/$defs/labelled"},
             "bench": {"type": "object", "additionalProperties": _num},
+            "benched": {"type": "boolean"},
             "violations": {"type": "array", "items": _str},
         },
     },

@@ -217,10 +217,12 @@ def build_table(spec: Any, imatrix: bool, threads: int, stages: Stages
     src = Path(spec.path) if spec.format is SourceFormat.GGUF else reference_model(spec, threads)
     values = None
     if imatrix:
+        from backends.gguf import IMATRIX_CHUNKS
         from backends.gguf_imatrix import imatrix_for
 
         with stages.step("importance matrix (cached after the first run)"):
-            values = imatrix_for(src, calib, key_path=Path(spec.path), threads=threads).values
+            values = imatrix_for(src, calib, key_path=Path(spec.path), threads=threads,
+                                 max_chunks=IMATRIX_CHUNKS).values
     with stages.bar("sensitivity table (cached after the first run)") as bar:
         table = sensitivity_table(src, space, text=calib, imatrix=values, threads=threads,
                                   on_progress=bar)

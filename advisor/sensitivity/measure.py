@@ -49,13 +49,9 @@ ProgressFn = Callable[[int, int], None]
 
 
 def imatrix_digest(imatrix: Mapping[str, np.ndarray] | None) -> str | None:
-    if imatrix is None:
-        return None
-    h = hashlib.sha256()
-    for name in sorted(imatrix):
-        h.update(name.encode())
-        h.update(np.ascontiguousarray(imatrix[name], dtype=np.float32).tobytes())
-    return h.hexdigest()[:32]
+    from backends.gguf_imatrix import values_digest
+
+    return None if imatrix is None else values_digest(imatrix)
 
 
 def _tokens(path: Path, text: str, cfg: SensitivityConfig) -> np.ndarray:

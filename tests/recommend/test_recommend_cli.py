@@ -57,6 +57,10 @@ def test_recommend_at_q3_k_m_size(tmp_path: Path) -> None:
     assert pick["kl_measured"] <= min(c["kl_measured"] for c in presets)
     assert {c["kind"] for c in rep["candidates"]} == {"search", "preset"}
     assert pick["kl_measured"] > 0 and pick["p95"]["origin"] == "measured"
+    # no p95 or memory target: the pick's bench is the only one that could matter
+    assert [c["label"] for c in rep["candidates"] if c["benched"]] == [pick["label"]]
+    assert all(c["p95"]["origin"] == "predicted" and "not benched" in c["memory"]["what"]
+               for c in rep["candidates"] if c is not pick)
     assert set(rep["stage_seconds"]) >= {"inspect", "targets", "plan space", "sensitivity",
                                          "search", "realize", "measure", "pick", "emit"}
     assert rep["pareto_front"] and rep["pick"]["reason"]
@@ -88,6 +92,10 @@ def test_unmeetable_p95_and_kld_exit_3_naming_the_binding_target(tmp_path: Path)
     line = r.stderr.strip()
     assert len(line.splitlines()) == 1 and "--p95 1ms" in line and "nearest" in line
     assert not (tmp_path / "out").exists()
+    # none met the p95, so every candidate within the size was benched
+    first = json.loads((tmp_path / "out.candidates" / "recommend.json").read_text())
+    assert all(c["benched"] and c["p95"]["origin"] == "measured" for c in first["candidates"]
+               if not c["violations"][0].startswith("size"))
     # the same candidates (reused from <out>.candidates), judged against an unreachable KL
     r = advisor("-q", "recommend", "--max-size", str(Q3_K_M_BYTES), "--max-kld", "1e-9", *FAST,
                 "--out", out)
@@ -113,6 +121,8 @@ def test_default_path_with_importance_matrix(tmp_path: Path) -> None:
     for c in rep["candidates"]:
         cand = json.loads((Path(c["directory"]) / "report.json").read_text())
         assert cand["plan"]["options"].get("imatrix") is True, cand["plan"]["options"]
+        # the table was measured with the importance values the candidate was quantized with
+        assert cand["plan"]["options"]["imatrix_sha256"] == rep["search"]["imatrix_sha256"]
     assert rep["stage_peak_rss"]["sensitivity"] > 0
 
 
@@ -120,12 +130,13 @@ def test_default_path_with_importance_matrix(tmp_path: Path) -> None:
 def test_measured_trials_put_real_measurements_in_the_loop_and_resume(tmp_path: Path) -> None:
     out = tmp_path / "pick"
     args = ("recommend", "--max-size", str(Q3_K_M_BYTES), "--p95", "30s", "--measured-trials",
-            "2", *FAST, "--out", str(out), "--json")
+            "2", "--bench-all", *FAST, "--out", str(out), "--json")
     r = advisor(*args)
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
     m = rep["search"]["measured"]
     assert m["trials"] == 2 and m["evaluations"] >= 1 and m["limits"] == {"p95_s": 30.0}
+    assert all(c["benched"] for c in rep["candidates"])  # --bench-all
     for t in m["trial_metrics"]:
         assert t["kl"] > 0 and t["p95_s"] > 0 and t["peak_rss"] > 0 and t["size"] <= Q3_K_M_BYTES
     # a measured plan that is not already a search candidate joins under its trial's label,
