@@ -118,10 +118,13 @@ def main(argv: list[str] | None = None) -> int:
              and (args.quick or row["label"] in sections.BENCHED_PRESETS)]
     sections.bench_artifacts(r, plain + [Path(p["dir"]) for p in results["picks"]],
                              requests=3)
-    candidate_dirs = [str(d) for p in results["picks"]
-                      for d in sorted(Path(p["candidates_dir"]).iterdir()) if d.is_dir()]
-    results["predictions"] = sections.predictions([str(d) for d in plain] + [
-        p["dir"] for p in results["picks"]] + candidate_dirs)
+    labels = {str(d): f"{d.name} (recommend's bench, {p['label'].removeprefix('pick ')})"
+              for p in results["picks"]
+              for d in sorted(Path(p["candidates_dir"]).iterdir()) if d.is_dir()}
+    labels.update({p["dir"]: f"{p['label']} ({p['picked']}, suite's bench)"
+                   for p in results["picks"]})
+    results["predictions"] = sections.predictions(
+        [str(d) for d in plain] + [p["dir"] for p in results["picks"]] + list(labels), labels)
     results["prediction_errors"] = sections.error_summary(results["predictions"])
     bandwidth = (results["machine"].get("bandwidth") or {}).get("value")
     if bandwidth:

@@ -250,10 +250,12 @@ def estimate_workload(est: dict[str, Any]) -> dict[str, Any]:
     return recorded
 
 
-def predictions(rows: list[str]) -> list[dict[str, Any]]:
+def predictions(rows: list[str], labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Predicted vs measured for every candidate artifact whose bench ran the workload its
     estimate was made for: file size, peak memory, TTFT, per-token latency, request p95
-    (prediction / measurement)."""
+    (prediction / measurement). `labels` names a directory's row (default: its plan label); a
+    pick and its candidate directory are the same file benched twice, so they need names apart."""
+    labels = labels or {}
     out = []
     seen: set[str] = set()
     for d in rows:
@@ -270,7 +272,7 @@ def predictions(rows: list[str]) -> list[dict[str, Any]]:
             continue  # a 128-token bench says nothing about a 512-token prediction
         mem = b["peak_rss"]["value"] - b["baseline_rss"]["value"]
         out.append({
-            "label": rep.get("label") or directory.name, "dir": str(directory),
+            "label": labels.get(d) or rep.get("label") or directory.name, "dir": str(directory),
             "workload": b.get("workload"),
             "size": (est["file_size"]["value"], rep["size"]["value"]),
             "memory": (est["total_memory"]["value"], mem),

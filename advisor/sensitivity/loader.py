@@ -141,6 +141,44 @@ def _fast_load(path: Path, header: Any, n_layers: int) -> Any:
     return model
 
 
+def _file_config(config: Any, arch: str, kv: dict[str, Any]) -> None:
+    """Set what transformers' GGUF key table drops, as llama.cpp reads it from the file.
+
+    - `attention.key_length` is not mapped for qwen3: a head_dim other than the config class's
+      default (128) would build the wrong shapes.
+    - gemma2's soft-caps are not mapped (the class defaults, 50 and 30, would stand), nor is the
+      query scale: llama.cpp scales queries by 1/sqrt(head_dim) (1/sqrt(n_embd/n_head) for the
+      46-layer 27B), as backends.gguf_convert checks on conversion.
+    """
+    key_length = kv.get(f"{arch}.attention.key_length")
+    if key_length is not None and getattr(config, "head_dim", None) not in (None, key_length):
+        config.head_dim = int(key_length)
+    if arch == "gemma2":
+        for key in ("attn_logit_softcapping", "final_logit_softcapping"):
+            if f"{arch}.{key}" in kv:
+                setattr(config, key, float(kv[f"{arch}.{key}"]) or None)
+        config.query_pre_attn_scalar = (
+            config.hidden_size // config.num_attention_heads
+            if config.num_hidden_layers == 46 else config.head_dim)
+
+
+def _transformers_load(path: Path, arch: str, kv: dict[str, Any]) -> Any:
+    """transformers' own GGUF loader, with the hyper-parameters it drops taken from the file."""
+    import transformers
+
+    try:
+        config = transformers.AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+        _file_config(config, arch, kv)
+        return transformers.AutoModelForCausalLM.from_pretrained(
+            str(path.parent), gguf_file=path.name, config=config, dtype=torch.float32)
+    except (RuntimeError, ValueError, KeyError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise BadInput(f"transformers cannot load {path.name} ({arch}) for the sensitivity "
+                       f"stage: {first}",
+                       "upgrade transformers, or quantize this model with a stock preset "
+                       "(advisor quantize --preset ...), which needs no sensitivity table") from e
+
+
 def load_gguf_model(path: str | Path) -> LoadedModel:
     """The GGUF at `path` as a float32 transformers model in eval mode, weights dequantized."""
     path = Path(path)
@@ -152,10 +190,7 @@ def load_gguf_model(path: str | Path) -> LoadedModel:
     if fast:
         model = _fast_load(path, header, n_layers)
     else:
-        import transformers
-
-        model = transformers.AutoModelForCausalLM.from_pretrained(
-            str(path.parent), gguf_file=path.name, dtype=torch.float32)
+        model = _transformers_load(path, arch, header.kv)
     model.eval()
     params = canonical_params(model, arch, n_layers)
     dt = time.perf_counter() - t0

@@ -7,6 +7,12 @@ log-probabilities at the scored positions. A weight of layer L replaced by its q
 then reruns only layers L..end, and several replacements in layer L go through layers L+1..end as
 one batch; the embedding reruns everything, an untied LM head only the head. The shared model is
 never modified (a replaced layer runs as a private copy), so threads may evaluate concurrently.
+
+The replay is checked once against the model's own forward pass (KL of the unmodified replay
+< 1e-8 nats), so an architecture whose forward does something the replay does not (a scale
+between layers, a per-layer argument) is refused instead of measured wrong. Handled: keyword
+arguments recorded per layer (Gemma 2's sliding/global masks), a scaled embedding (Gemma's
+sqrt(hidden) `embed_scale`) and final logit soft-capping (Gemma 2).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from advisor.errors import BadInput
 from advisor.sensitivity.loader import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -71,7 +78,8 @@ class LayerCache:
             raise ValueError(f"first_scored={first_scored}; expected 0 <= it < {self.n_ctx}")
         self.first_scored = first_scored
         self.layer_inputs: list[torch.Tensor] = []
-        self.layer_kwargs: dict[str, Any] = {}
+        self.layer_kwargs: list[dict[str, Any]] = []  # per layer: masks may differ by layer
+        self.softcap = getattr(model.config, "final_logit_softcapping", None)
         self.linear_inputs: dict[str, torch.Tensor] = {}  # llama.cpp name -> [tokens, in]
         # llama.cpp name -> (decoder layer, parameter name inside that layer)
         self._where: dict[str, tuple[int, str]] = {}
@@ -81,6 +89,7 @@ class LayerCache:
                 if id(p) in by_id:
                     self._where[by_id[id(p)]] = (i, local)
         self._record(model)
+        self._check_replay(loaded.architecture)
 
     def layer_of(self, name: str) -> int | None:
         """Decoder layer index that holds tensor `name`; None for embedding, head, final norm."""
@@ -93,8 +102,9 @@ class LayerCache:
         def on_layer(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
             hidden = args[0] if args else kwargs["hidden_states"]
             self.layer_inputs.append(hidden.detach().clone())
-            if not self.layer_kwargs:
-                self.layer_kwargs = {k: v for k, v in kwargs.items() if k != "hidden_states"}
+            self.layer_kwargs.append({k: v for k, v in kwargs.items()
+                                      if k not in ("hidden_states", "past_key_values")}
+                                     | {"use_cache": False})
 
         for layer in self.layers:
             handles.append(layer.register_forward_pre_hook(on_layer, with_kwargs=True))
@@ -114,8 +124,6 @@ class LayerCache:
         finally:
             for h in handles:
                 h.remove()
-        self.layer_kwargs.pop("past_key_values", None)
-        self.layer_kwargs["use_cache"] = False
         # last_hidden_state is after the final norm; an untied head reruns from before it
         self.final_hidden = self._run_layers(self.layer_inputs[-1], len(self.layers) - 1)
         self.ref_logprobs = self._logprobs_from_normed(out.last_hidden_state, None)
@@ -125,9 +133,33 @@ class LayerCache:
     def n_scored(self) -> int:
         return int(self.ref_logprobs.shape[0])
 
+    def _check_replay(self, architecture: str) -> None:
+        """The layer-by-layer replay from the embedding output must reproduce the reference."""
+        kl = self._mean_kl(self._run_layers(self.layer_inputs[0], 0), 1)[0]
+        if not kl < 1e-8:
+            raise BadInput(f"the layer-by-layer replay of {architecture} differs from its forward "
+                           f"pass (KL {kl:.2e}): its per-tensor sensitivity is not supported",
+                           "quantize it with a stock preset (advisor quantize --preset ...)")
+        scale = getattr(self.decoder.embed_tokens, "embed_scale", None)
+        self.embed_scale = None if scale is None else torch.as_tensor(scale).detach().clone()
+        emb = self.decoder.embed_tokens
+        self.embedding_ok = isinstance(emb, torch.nn.Embedding) and torch.equal(
+            self._embed(emb.weight), self.layer_inputs[0])
+
+    def _embed(self, weight: torch.Tensor) -> torch.Tensor:
+        hidden = torch.nn.functional.embedding(self.ids, weight)
+        if self.embed_scale is not None:
+            hidden = hidden * self.embed_scale.to(hidden.dtype)
+        return hidden
+
     def _run_layers(self, hidden: torch.Tensor, start: int, times: int = 1) -> torch.Tensor:
-        kwargs = {k: _repeat_batch(v, self.batch, times) for k, v in self.layer_kwargs.items()}
-        for layer in self.layers[start:]:
+        repeated: dict[int, Any] = {}  # layers share their mask tensors: repeat each once
+        for layer, kw in zip(self.layers[start:], self.layer_kwargs[start:]):
+            kwargs = {}
+            for k, v in kw.items():
+                if id(v) not in repeated:
+                    repeated[id(v)] = _repeat_batch(v, self.batch, times)
+                kwargs[k] = repeated[id(v)]
             hidden = _first(layer(hidden, **kwargs))
         return hidden
 
@@ -136,6 +168,8 @@ class LayerCache:
         scored = normed[:, self.first_scored:, :].reshape(-1, normed.shape[-1])
         logits = (self.head(scored) if head_weight is None
                   else torch.nn.functional.linear(scored, head_weight, self.head.bias))
+        if self.softcap:  # Gemma 2 (llama.cpp applies it too)
+            logits = torch.tanh(logits / self.softcap) * self.softcap
         # float64 from the logits on: float32 normalisation error (~1e-7) would be as large as
         # the KL of a Q8_0 tensor
         return torch.log_softmax(logits.double(), dim=-1)
@@ -188,7 +222,7 @@ class LayerCache:
                     p = local[self._where[name][1]]
                     saved[name] = p.data
                     p.data = value.reshape(p.data.shape).to(p.data.dtype)
-                outs.append(_first(private(self.layer_inputs[layer], **self.layer_kwargs)))
+                outs.append(_first(private(self.layer_inputs[layer], **self.layer_kwargs[layer])))
                 for name, data in saved.items():
                     local[self._where[name][1]].data = data
             hidden = self._run_layers(torch.cat(outs), layer + 1, times=len(idx))
@@ -206,10 +240,12 @@ class LayerCache:
                 raise ValueError(f"{name} is in no decoder layer and is neither the embedding "
                                  "nor the head; its sensitivity cannot be measured")
             return self._mean_kl(self.final_hidden, 1, head_w)[0]  # untied head: head alone
-        if type(self.decoder.embed_tokens) is not torch.nn.Embedding:
-            raise ValueError(f"{type(self.decoder.embed_tokens).__name__} is not a plain "
-                             "embedding (scaled?); its sensitivity is not supported")
-        hidden = torch.nn.functional.embedding(self.ids, value)
+        if not self.embedding_ok:
+            raise BadInput(f"{type(self.decoder.embed_tokens).__name__} does not reproduce the "
+                           "first layer's input from its weight; its sensitivity is not "
+                           "supported", "quantize with a stock preset (advisor quantize "
+                           "--preset ...)")
+        hidden = self._embed(value)
         return self._mean_kl(self._run_layers(hidden, 0), 1, head_w)[0]
 
     def local_error(self, name: str, values: Sequence[torch.Tensor]) -> list[float] | None:

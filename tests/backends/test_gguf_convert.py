@@ -81,7 +81,7 @@ def _tokenizer(style: str, corpus: str) -> Any:
                                                 eos_token="</s>")
 
 
-def _build(arch: str, d: Path, corpus: str, **more: Any) -> tuple[Any, Any]:
+def build_tiny(arch: str, d: Path, corpus: str, **more: Any) -> tuple[Any, Any]:
     cfg_name, model_name, style, extra_rows, overrides = CASES[arch]
     tok = _tokenizer(style, corpus)
     kw: dict[str, Any] = dict(
@@ -138,7 +138,7 @@ def corpus() -> str:
 def converted(request: Any, corpus: str, tmp_path_factory: Any) -> Any:
     arch = request.param
     d = tmp_path_factory.mktemp(arch) / f"tiny-{arch}"
-    model, tok = _build(arch, d, corpus)
+    model, tok = build_tiny(arch, d, corpus)
     ids = tok(TEXT).input_ids[:N_TOKENS]
     assert len(ids) == N_TOKENS
     with torch.no_grad():
@@ -213,7 +213,7 @@ def test_tensors_and_metadata(converted: Converted) -> None:
 def test_bf16_output(tmp_path: Path, corpus: str) -> None:
     import gguf
 
-    model, tok = _build("llama", tmp_path / "m", corpus)
+    model, tok = build_tiny("llama", tmp_path / "m", corpus)
     path = convert_hf_to_gguf(inspect_model(tmp_path / "m"), tmp_path / "out", out_type="bf16")
     assert path.name.endswith("-BF16.gguf")
     types = {t.name: t.tensor_type.name for t in gguf.GGUFReader(str(path)).tensors}
@@ -265,7 +265,7 @@ def test_llama3_rope_scaling_writes_rope_freqs(tmp_path: Path, corpus: str) -> N
 
     rope = {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0, "low_freq_factor": 1.0,
             "high_freq_factor": 4.0, "original_max_position_embeddings": 64}
-    model, tok = _build("llama", tmp_path / "m", corpus, rope_parameters=rope)
+    model, tok = build_tiny("llama", tmp_path / "m", corpus, rope_parameters=rope)
     path = convert_hf_to_gguf(inspect_model(tmp_path / "m"), tmp_path / "out", out_type="F32")
     factors = {t.name: t for t in gguf.GGUFReader(str(path)).tensors}["rope_freqs.weight"]
     assert factors.data[0] == 1.0 and factors.data[-1] == 8.0  # high freqs kept, low ones scaled

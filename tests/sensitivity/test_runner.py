@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import numpy as np
 import pytest
@@ -139,3 +140,39 @@ def test_torch_threads_restores() -> None:
     with torch_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("name", ["token_embd.weight", "blk.0.attn_q.weight",
+                                  "blk.1.attn_k.weight", "blk.2.ffn_down.weight"])
+def test_gemma2_rerun_equals_full_forward(name: str) -> None:
+    # Gemma 2: embedding scaled by sqrt(hidden), sliding-window layers (window 4 < 12 tokens, so
+    # their masks differ from the global layers'), logits soft-capped at 0.5
+    loaded = tiny_loaded(arch="gemma2", tie=True)
+    model = loaded.model
+    ids = torch.as_tensor(_windows(), dtype=torch.long)
+    with torch.no_grad():
+        assert model(ids).logits.abs().max() < 0.5  # the cap binds
+        cache = LayerCache(loaded, _windows(), FIRST)
+        assert cache.embedding_ok and cache.embed_scale is not None
+        value = _noisy(loaded.params[name], 1)
+        got = cache.kl(name, [value])[0]
+    want = _full_kl(loaded, _windows(), name, value)
+    assert want > 1e-9
+    assert got == pytest.approx(want, rel=1e-4)
+
+
+def test_a_replay_that_differs_from_the_forward_pass_is_refused() -> None:
+    from advisor.errors import BadInput
+
+    loaded = tiny_loaded()
+    calls = []
+
+    def first_call_only(module: Any, args: Any, out: Any) -> Any:
+        # something the forward pass does that a rerun of the layers would not repeat
+        calls.append(1)
+        return (out[0] * 1.5, *out[1:]) if isinstance(out, tuple) and len(calls) == 1 else (
+            out * 1.5 if len(calls) == 1 else out)
+
+    loaded.model.get_decoder().layers[1].register_forward_hook(first_call_only)
+    with torch.no_grad(), pytest.raises(BadInput, match="replay of llama differs"):
+        LayerCache(loaded, _windows(), FIRST)
