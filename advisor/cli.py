@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
+from advisor import interrupt
 from advisor.errors import AdvisorError, BadInput
 
 log = logging.getLogger("advisor")
@@ -438,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     args.json = bool(getattr(args, "json", False) or args.json_global)
     level = logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    interrupt.install()
     try:
         return int(args.func(args))
     except AdvisorError as e:

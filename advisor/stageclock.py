@@ -14,6 +14,8 @@ from contextlib import contextmanager
 
 import psutil
 
+from advisor import interrupt
+
 
 def _rss_tree(proc: psutil.Process) -> int:
     total = 0
@@ -43,6 +45,7 @@ class StageClock:
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
+        interrupt.check()  # a Ctrl-C swallowed in a ctypes callback stops the run here
         t0 = time.perf_counter()
         peak = [_rss_tree(self._proc)]
         stop = threading.Event()
@@ -61,3 +64,4 @@ class StageClock:
             peak[0] = max(peak[0], _rss_tree(self._proc))
             self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - t0, 3)
             self.peak_rss[name] = max(self.peak_rss.get(name, 0), peak[0])
+        interrupt.check()

@@ -2,6 +2,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from advisor.stageclock import StageClock
 
 
@@ -28,3 +30,36 @@ def test_a_repeated_stage_accumulates_time() -> None:
         with clock.stage("s"):
             time.sleep(0.03)
     assert clock.seconds["s"] >= 0.06
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # ctypes' report
+def test_a_ctrl_c_swallowed_by_a_ctypes_callback_stops_at_the_next_stage() -> None:
+    import ctypes
+    import ctypes.util
+    import os
+    import signal
+
+    from advisor import interrupt
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    cmp_t = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+
+    def compare(a: int, b: int) -> int:  # runs inside C (qsort), as llama.cpp's log callback
+        os.kill(os.getpid(), signal.SIGINT)
+        return 0
+
+    previous = signal.getsignal(signal.SIGINT)
+    reached = False
+    interrupt.install()
+    try:
+        clock = StageClock()
+        with pytest.raises(KeyboardInterrupt):
+            with clock.stage("measure"):
+                items = (ctypes.c_int * 2)(2, 1)
+                libc.qsort(items, 2, ctypes.sizeof(ctypes.c_int), cmp_t(compare))
+                reached = True  # ctypes swallowed the KeyboardInterrupt: the body went on
+        assert reached and "measure" in clock.seconds
+        with clock.stage("emit"):  # the next stage runs: the signal was reported once
+            pass
+    finally:
+        signal.signal(signal.SIGINT, previous)

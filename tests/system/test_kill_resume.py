@@ -16,7 +16,7 @@ from advisor.artifact import is_complete
 
 pytestmark = pytest.mark.slow
 
-TRIALS = 20
+TRIALS = 60  # a wide window: 20 surrogate trials could finish between two polls under load
 ARGS = ["recommend", "--max-size", "93510208", "--no-imatrix", "--trials", str(TRIALS),
         "--candidates", "1", "--presets", "1", "--eval-windows", "1", "--bench-requests", "1",
         "--prompt-tokens", "32", "--max-new-tokens", "8"]
