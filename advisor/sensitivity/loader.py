@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 # Architectures loaded without transformers' GGUF reader: the weight processing of llama (q/k
 # un-permutation) is the only one this module reproduces and tests.
 FAST_ARCHS = frozenset({"llama"})
+# The way out when a model's per-tensor sensitivity cannot be measured (loader or replay)
+PRESET_FIX = "quantize it with a stock preset (advisor quantize --preset ...)"
 # Rope variants the fast path does not translate (transformers' loader does not either, except for
 # gpt-oss); a file with them goes through from_pretrained so that any error is transformers' own.
 _UNHANDLED_KEYS = ("rope.scaling.type", "rope.scaling.factor")
@@ -175,8 +177,7 @@ def _transformers_load(path: Path, arch: str, kv: dict[str, Any]) -> Any:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise BadInput(f"transformers cannot load {path.name} ({arch}) for the sensitivity "
                        f"stage: {first}",
-                       "upgrade transformers, or quantize this model with a stock preset "
-                       "(advisor quantize --preset ...), which needs no sensitivity table") from e
+                       f"upgrade transformers, or {PRESET_FIX}") from e
 
 
 def load_gguf_model(path: str | Path) -> LoadedModel:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from advisor.errors import BadInput
-from advisor.sensitivity.loader import LoadedModel
+from advisor.sensitivity.loader import PRESET_FIX, LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ class LayerCache:
         if not kl < 1e-8:
             raise BadInput(f"the layer-by-layer replay of {architecture} differs from its forward "
                            f"pass (KL {kl:.2e}): its per-tensor sensitivity is not supported",
-                           "quantize it with a stock preset (advisor quantize --preset ...)")
+                           PRESET_FIX)
         scale = getattr(self.decoder.embed_tokens, "embed_scale", None)
         self.embed_scale = None if scale is None else torch.as_tensor(scale).detach().clone()
         emb = self.decoder.embed_tokens
@@ -243,8 +243,7 @@ class LayerCache:
         if not self.embedding_ok:
             raise BadInput(f"{type(self.decoder.embed_tokens).__name__} does not reproduce the "
                            "first layer's input from its weight; its sensitivity is not "
-                           "supported", "quantize with a stock preset (advisor quantize "
-                           "--preset ...)")
+                           "supported", PRESET_FIX)
         hidden = self._embed(value)
         return self._mean_kl(self._run_layers(hidden, 0), 1, head_w)[0]
 
