@@ -13,7 +13,7 @@ from typing import Any
 
 from advisor import formats
 from advisor.figures import BYTES, SECONDS, Figure, Origin
-from advisor.formats.hf import HEADER_BYTES_PER_ENTRY, SHARD_HEADER_BYTES, stored_entries
+from advisor.formats.schemes import HEADER_BYTES_PER_ENTRY, SHARD_HEADER_BYTES, stored_entries
 from advisor.hardware import CpuInfo, HardwareProfile, Vendor
 from advisor.modelspec import ModelSpec, Role, SourceFormat
 from advisor.plan import QuantPlan

@@ -27,19 +27,25 @@ class Origin(str, Enum):
 
 @dataclass(frozen=True)
 class Figure:
-    """A number with its unit and origin."""
+    """A number with its unit and origin; `what` says what it is where the name does not (a
+    recommendation's memory: "peak RSS of the bench process above its interpreter baseline")."""
 
     value: float
     unit: str
     origin: Origin
+    what: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.origin, Origin):
             object.__setattr__(self, "origin", Origin(self.origin))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"value": self.value, "unit": self.unit, "origin": self.origin.value}
+        d: dict[str, Any] = {"value": self.value, "unit": self.unit, "origin": self.origin.value}
+        if self.what:
+            d["what"] = self.what
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Figure:
-        return cls(value=d["value"], unit=d["unit"], origin=Origin(d["origin"]))
+        return cls(value=d["value"], unit=d.get("unit", ""), origin=Origin(d["origin"]),
+                   what=str(d.get("what", "")))

@@ -1,9 +1,9 @@
 """`Measurement`: what a realized candidate really did on this host; every figure is *measured*.
 
 Two halves, each produced by one stage and usable alone:
-- `QualityResult` (advisor.quality): KL divergence, top-1 agreement and perplexity against the
-  reference, on fixed windows of the evaluation text;
-- `BenchResult` (advisor.bench): time to first token, per-token latency, request latency
+- `QualityResult` (advisor.measure.quality): KL divergence, top-1 agreement and perplexity
+  against the reference, on fixed windows of the evaluation text;
+- `BenchResult` (advisor.measure.latency): time to first token, per-token latency, request latency
   percentiles, decode throughput and peak resident memory under a workload.
 """
 
@@ -59,7 +59,7 @@ def _check_version(cls: type, d: dict[str, Any]) -> None:
 class QualityResult:
     """Candidate vs reference on the same tokens: KL(ref || cand) per scored position, summarised.
 
-    `reference` is the reference's identity (see advisor.quality.cache.file_identity);
+    `reference` is the reference's identity (see advisor.measure.quality.cache.file_identity);
     `window` is the window length in tokens, of which the second half is scored.
     """
 

@@ -6,7 +6,7 @@ E4M3 (`input_activations: {type: float, strategy: token, dynamic: true}`), so no
 calibrated. vLLM runs the GEMM in FP8 on sm_89+ (Ada, Hopper and later). Embeddings, norms and
 the LM head stay float16.
 
-Measured on the CPU (`advisor eval`, backends.hf_runner): plain transformers loads the checkpoint
+Measured on the CPU (`advisor eval`, backends.hf.runner): plain transformers loads the checkpoint
 through compressed-tensors, which decompresses the weights to float32 and keeps its quantized
 forward on every listed linear; with `input_activations` dynamic it fake-quantizes each input per
 token (absmax / 448, E4M3 round trip) before the float32 matmul. That is vLLM's rule but for its
@@ -23,9 +23,9 @@ import torch
 
 from advisor.plan import QuantPlan
 from backends.base import QuantizeOptions
-from backends.hf_int import HfQuantBackend, IntJob, linear
-from backends.hf_stream import Activations
-from backends.hf_writer import InputQuant, QuantizedLinear
+from backends.hf.base import HfQuantBackend, IntJob, linear
+from backends.hf.stream import Activations
+from backends.hf.writer import InputQuant, QuantizedLinear
 from backends.registry import register
 from kernels import fp8
 from kernels.fp8 import Fp8Spec
@@ -36,8 +36,6 @@ class Fp8Backend(HfQuantBackend[Fp8Spec]):
     """compressed-tensors W8A8-FP8 checkpoints: E4M3 weights, dynamic per-token E4M3 inputs."""
 
     name = "fp8"
-    formats = ("W8A8-FP8",)
-    served_scheme = "W8A8-FP8"
     spec_type = Fp8Spec
     needs_calibration = False
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 
 from backends.base import QuantizeOptions
-from backends.hf_int import HfIntBackend, linear, run_capturing_inputs
-from backends.hf_stream import Activations
-from backends.hf_writer import QuantizedLinear
+from backends.hf.base import HfIntBackend, linear, run_capturing_inputs
+from backends.hf.stream import Activations
+from backends.hf.writer import QuantizedLinear
 from backends.registry import register
 from kernels.affine import IntSpec
 from kernels.gptq import BLOCK, DAMP, gptq_quantize, hessian_update

@@ -46,8 +46,8 @@ from advisor.hardware import HardwareProfile
 from advisor.modelspec import LINEAR_ROLES, ModelSpec
 from advisor.plan import QuantPlan
 from backends.base import QuantizeOptions, Runner, Support
-from backends.hf_int import FLOAT_FORMATS, FUSED, LAYER_MODULES
-from backends.hf_writer import write_checkpoint_files
+from backends.hf.base import FLOAT_FORMATS, FUSED, LAYER_MODULES
+from backends.hf.writer import write_checkpoint_files
 from backends.registry import register
 from kernels.nf4 import BLOCKSIZE, NESTED_BLOCKSIZE, Nf4Weight, nf4_code, quantize_nf4
 
@@ -235,15 +235,15 @@ class Nf4Backend:
                              f"transformers {metadata.version('transformers')}")
 
     def serves_on(self, hw: HardwareProfile) -> Support:
-        from backends.hf_serve import serves_scheme
+        from backends.hf.serve import serves_scheme
 
         return serves_scheme(SCHEME, hw)
 
     def quantize(self, spec: ModelSpec, plan: QuantPlan, out_dir: Path,
                  options: QuantizeOptions) -> QuantPlan:
-        from backends.hf_float import float_source
-        from backends.hf_int import linear
-        from backends.hf_stream import (
+        from backends.hf.base import linear
+        from backends.hf.source import float_source
+        from backends.hf.stream import (
             Activations,
             read_tensors,
             stream_layers,
@@ -296,7 +296,7 @@ class Nf4Backend:
         return QuantPlan(self.name, dict(plan.tensor_formats), options=opts, label=plan.label)
 
     def load(self, artifact_dir: Path, n_ctx: int = 2048, threads: int = 0) -> Runner:
-        from backends.hf_runner import HfRunner
+        from backends.hf.runner import HfRunner
 
         runner = HfRunner(Path(artifact_dir), threads=threads)
         compute_in_float32(runner.model)
@@ -304,6 +304,6 @@ class Nf4Backend:
 
     def serve_files(self, artifact_dir: Path, plan: QuantPlan, hw: HardwareProfile,
                     n_ctx: int) -> dict[str, str]:
-        from backends.hf_serve import SERVE_SCRIPT, SNIPPET
+        from backends.hf.serve import SERVE_SCRIPT, SNIPPET
 
         return {SERVE_SCRIPT: serve_script(n_ctx), SNIPPET: transformers_snippet()}

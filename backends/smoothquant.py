@@ -12,7 +12,7 @@ per-token int8 quantization. As in the original SmoothQuant, the statistics come
 model: the next layer calibrates on this layer's float outputs (smoothing does not change them).
 Embeddings, norms and the LM head stay float16.
 
-Measured on the CPU (`advisor eval`, backends.hf_runner): transformers + compressed-tensors
+Measured on the CPU (`advisor eval`, backends.hf.runner): transformers + compressed-tensors
 decompress the int8 weights to float32 and fake-quantize every listed linear's input per token
 in the forward pass, with compressed-tensors' rule (scale absmax / 127.5, the largest value
 rounding to 127 or -128) where vLLM's kernel divides by 127: the same size of noise, other
@@ -32,9 +32,9 @@ from advisor.errors import BadInput
 from advisor.modelspec import ModelSpec
 from advisor.plan import QuantPlan
 from backends.base import QuantizeOptions
-from backends.hf_int import HfQuantBackend, IntJob, linear, run_capturing_inputs
-from backends.hf_stream import Activations
-from backends.hf_writer import InputQuant, QuantizedLinear
+from backends.hf.base import HfQuantBackend, IntJob, linear, run_capturing_inputs
+from backends.hf.stream import Activations
+from backends.hf.writer import InputQuant, QuantizedLinear
 from backends.registry import register
 from kernels import smoothquant
 from kernels.affine import IntSpec
@@ -85,8 +85,6 @@ class SmoothQuantBackend(HfQuantBackend[IntSpec]):
     """compressed-tensors W8A8-INT8 checkpoints: SmoothQuant, int8 weights, int8 inputs."""
 
     name = "smoothquant"
-    formats = ("W8A8-INT8",)
-    served_scheme = "W8A8-INT8"
     spec_type = IntSpec
     needs_calibration = True
     propagate_quantized = False

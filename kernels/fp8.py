@@ -8,7 +8,7 @@ lifecycle/forward_helpers.py `_quantize`), so a weight quantized here is stored 
   output row (per channel, shape [out, 1]); an all-zero scale becomes float32 eps (as
   `calculate_qparams` does); q = clamp(w / scale, -448, 448) cast to float8_e4m3fn (round to
   nearest even; torch's cast); w' = q * scale. Scales are float32: vLLM holds FP8 weight scales
-  in float32 whatever the checkpoint dtype, and advisor.formats.hf counts 4 bytes each.
+  in float32 whatever the checkpoint dtype, and advisor.formats.schemes counts 4 bytes each.
 - activations (vLLM's dynamic per-token quantization for W8A8-FP8, `QuantFP8` per token /
   `dynamic_per_token_scaled_fp8_quant`): per token (row of the last dimension)
   scale = max(absmax / 448, 1 / (448 * 512)), q = clamp(x / scale) cast to E4M3.

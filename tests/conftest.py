@@ -4,6 +4,13 @@ from pathlib import Path
 
 import pytest
 
+import backends
+
+# The toy backend of tests/backends/toy.py, declared for the whole suite by one line as a real
+# backend is in backends/__init__.py: the conformance suite (parametrised from the registry) and
+# tests/backends/test_registry.py see it offered, written and loaded like the others.
+backends.declare("toy", "tests.backends.toy", ("W8A16",))
+
 
 @pytest.fixture(scope="session")
 def embedded_gguf() -> Path:

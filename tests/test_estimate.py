@@ -10,7 +10,7 @@ from advisor.figures import Origin
 from advisor.inspect import inspect_model
 from advisor.modelspec import ModelSpec
 from advisor.probe import load_target
-from advisor.space import canonical_format, plan_for_format
+from advisor.space.named import canonical_format, plan_for_format
 
 
 @pytest.fixture(scope="module")

@@ -36,14 +36,14 @@ QUICK_FAMILY = (FamilySize("tiny-a-random", 128, 2, 256, 2, 1),
 
 def _q3km_size(r: Runner, model: str) -> tuple[int, int]:
     """(parameters, predicted Q3_K_M file size) of a model."""
-    from advisor.commands.measure import reference_model
     from advisor.inspect import inspect_model
     from advisor.modelspec import SourceFormat
+    from backends.gguf import f16_reference
 
     spec = inspect_model(model)
     # an HF directory's GGUF metadata (tokenizer) is known once converted: size the F16 GGUF
     # the tool itself converts to (cached in the user's cache, not the cost runs' empty ones)
-    gguf = model if spec.format is SourceFormat.GGUF else str(reference_model(spec))
+    gguf = model if spec.format is SourceFormat.GGUF else str(f16_reference(spec))
     est = r.advisor("estimate", "--model", gguf, "--format", "Q3_K_M", "--json").json()
     return spec.n_params, int(est["estimate"]["file_size"]["value"])
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import psutil
 
-from advisor.stageclock import _rss_tree
+from advisor.progress.clock import _rss_tree
 
 
 @dataclass

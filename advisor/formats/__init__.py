@@ -25,13 +25,6 @@ from advisor.formats.ggml import (
     row_bytes,
 )
 from advisor.formats.ggml import tensor_bytes as ggml_tensor_bytes
-from advisor.formats.hf import (
-    GROUP_SIZES,
-    HF_SCHEMES,
-    hf_scheme_names,
-    hf_tensor_bytes,
-    is_hf_scheme,
-)
 from advisor.formats.presets import (
     Preset,
     is_preset,
@@ -39,6 +32,17 @@ from advisor.formats.presets import (
     preset_names,
     preset_plan,
     requires_imatrix,
+)
+from advisor.formats.schemes import (
+    DEFAULT_GROUP_SIZE,
+    GROUP_SIZES,
+    GROUPED_SCHEMES,
+    HF_SCHEMES,
+    QUANT_SCHEMES,
+    Scheme,
+    hf_scheme_names,
+    hf_tensor_bytes,
+    is_hf_scheme,
 )
 
 # Keywords hf_tensor_bytes understands; a GGML type has no options and ignores these (callers
@@ -51,7 +55,7 @@ def tensor_bytes(fmt: str, shape: Sequence[int], **opts: Any) -> int:
 
     GGML types: exactly what llama.cpp stores (ggml_nbytes, before the file's 32-byte padding);
     raises BadInput when the row does not split into the type's blocks (see `fallback`).
-    HF schemes: see advisor.formats.hf; `opts` go to hf_tensor_bytes.
+    HF schemes: see advisor.formats.schemes; `opts` go to hf_tensor_bytes.
     """
     unknown = set(opts) - _HF_OPTS
     if unknown:
@@ -69,7 +73,8 @@ def tensor_bytes(fmt: str, shape: Sequence[int], **opts: Any) -> int:
 
 
 __all__ = [
-    "GGML_TYPES", "GGUF_ALIGNMENT", "GROUP_SIZES", "HF_SCHEMES", "GGMLType", "Preset",
+    "DEFAULT_GROUP_SIZE", "GGML_TYPES", "GGUF_ALIGNMENT", "GROUPED_SCHEMES", "GROUP_SIZES",
+    "HF_SCHEMES", "QUANT_SCHEMES", "Scheme", "GGMLType", "Preset",
     "fallback", "fits", "ggml_tensor_bytes", "ggml_type", "ggml_type_names", "hf_scheme_names",
     "hf_tensor_bytes", "is_ggml_type", "is_hf_scheme", "is_preset", "padded", "preset",
     "preset_names", "preset_plan", "requires_imatrix", "row_bytes", "tensor_bytes",

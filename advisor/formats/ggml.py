@@ -19,6 +19,8 @@ from advisor.errors import BadInput
 # GGUF files pad every tensor's data to this many bytes (GGUF_DEFAULT_ALIGNMENT in gguf.h) unless
 # the file sets general.alignment.
 GGUF_ALIGNMENT = 32
+GGUF_ALL = "gguf:*"
+"""A runtime's or backend's formats meaning every GGML type and llama.cpp preset."""
 
 # Where gguf-py 0.19.0 disagrees with or lags behind ggml-common.h (name: (type id, block, bytes)):
 # - Q8_1 is `{ggml_half2 ds; int8_t qs[32]}` = 36 bytes; gguf-py says 4 + 4 + 32.

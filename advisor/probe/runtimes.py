@@ -14,10 +14,11 @@ no bitsandbytes. transformers is listed on CUDA only: its ROCm paths were not ch
 
 from __future__ import annotations
 
+from advisor.formats.ggml import GGUF_ALL
+from advisor.formats.schemes import QUANT_SCHEMES
 from advisor.hardware import Accelerator, Capability, Vendor, parse_compute_capability
 
-GGUF_ALL = "gguf:*"
-HF_FORMATS = ("W4A16", "W8A16", "W8A8-INT8", "W8A8-FP8", "NF4")
+HF_FORMATS = QUANT_SCHEMES
 """Every HF format the advisor knows, in the order runtimes list them."""
 
 LLAMA_CPP = "llama.cpp"

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from advisor.artifact import REPORT_SCHEMA_VERSION
 from advisor.inspect.roles import role_of
+from advisor.report.schema import REPORT_SCHEMA_VERSION
 
 # column order of the per-layer plan table (llama.cpp base names -> header)
 _LAYER_COLUMNS = (("attn_q", "q"), ("attn_k", "k"), ("attn_v", "v"), ("attn_output", "o"),

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from advisor.artifact import REPORT_SCHEMA_VERSION
-
+REPORT_SCHEMA_VERSION = 1
+"""The version every report.json carries; the schema owns it (a reader of another version
+refuses the file)."""
 SCHEMA_ID = f"https://quant-advisor.dev/schemas/report-v{REPORT_SCHEMA_VERSION}.json"
 ORIGINS = ["measured", "predicted", "datasheet", "reported"]
 CANDIDATE_KINDS = ["search", "preset", "checkpoint", "checkpoint-search"]
 """GGUF: a searched plan or a stock llama.cpp preset; HF: a uniform checkpoint scheme or a
-searched int4/int8/float mix (advisor.recommend.hf)."""
+searched int4/int8/float mix (advisor.recommend.offers)."""
 
 _num = {"type": "number"}
 _int = {"type": "integer"}
@@ -32,14 +33,14 @@ _DEFS: dict[str, Any] = {
         "description": "A number with its unit and origin (advisor.figures.Figure).",
         "type": "object",
         "required": ["value", "unit", "origin"],
-        "properties": {"value": _num, "unit": _str, "origin": {"enum": ORIGINS}},
+        "properties": {"value": _num, "unit": _str, "origin": {"enum": ORIGINS}, "what": _str},
         "additionalProperties": False,
     },
     "labelled": {
         "description": "A number of the recommendation with its origin and what it measures.",
         "type": "object",
         "required": ["value", "origin", "what"],
-        "properties": {"value": _num, "origin": {"enum": ORIGINS}, "what": _str},
+        "properties": {"value": _num, "unit": _str, "origin": {"enum": ORIGINS}, "what": _str},
         "additionalProperties": False,
     },
     "origins_everywhere": {
@@ -56,7 +57,7 @@ _DEFS: dict[str, Any] = {
         "items": {"$ref": "#/$defs/origins_everywhere"},
     },
     "model": {
-        "description": "The source model (advisor.commands.quantize.model_summary).",
+        "description": "The source model (advisor.realize.model_summary).",
         "type": "object",
         "required": ["name", "path", "format", "architecture", "n_params"],
         "properties": {

@@ -18,21 +18,19 @@ from typing import Any
 import optuna
 
 from advisor.errors import BadInput
-from advisor.progress import Stages
-from advisor.search.space import PlanSpace
 from advisor.search.study import GRACE_S, HEARTBEAT_S, open_storage, redact_url, storage_url
-from advisor.sensitivity.table import SensitivityTable
+from advisor.space.choices import PlanSpace
 
 JOB_ATTR = "search_job"
 JOB_VERSION = 1
 SURROGATE_METRICS = ("surrogate_kl", "bytes")
 MEASURED_METRICS = ("kl", "p99_kl", "top1", "size", "p95_s", "peak_rss")
-"""advisor.search.measured's metrics (p95_s and peak_rss only with bench_requests > 0)."""
+"""advisor.recommend.measured's metrics (p95_s and peak_rss only with bench_requests > 0)."""
 
 
 @dataclass(frozen=True)
 class MeasureSettings:
-    """How a trial is measured for real (advisor.search.measured): evaluation windows of
+    """How a trial is measured for real (advisor.recommend.measured): evaluation windows of
     `window` tokens (KL vs the F16 reference), and bench requests (0: no bench)."""
 
     eval_windows: int = 1
@@ -131,8 +129,8 @@ def recommend_job(model: str, spec: Any, targets: dict[str, Any], space: PlanSpa
                   budget_bytes: int, n_trials: int, seed: int, imatrix: bool) -> SearchJob:
     """The surrogate-only job `advisor recommend` runs (an alias stays an alias, so workers on
     other hosts resolve their own copy; a path is made absolute)."""
+    from advisor.artifact.cache import file_identity
     from advisor.inspect import ALIASES
-    from advisor.quality.cache import file_identity
 
     name = model if model.strip().lower() in ALIASES else str(Path(spec.path).absolute())
     return SearchJob(model=name, model_identity=file_identity(spec.path), imatrix=imatrix,
@@ -190,8 +188,8 @@ def load_job(storage: str, study_name: str) -> tuple[SearchJob, optuna.storages.
 
 def resolve_job_model(job: SearchJob, model: str | None = None) -> Path:
     """This host's copy of the job's model (or `model`), checked by content identity."""
+    from advisor.artifact.cache import file_identity
     from advisor.inspect import inspect_model
-    from advisor.quality.cache import file_identity
 
     spec = inspect_model(model or job.model)
     ident = file_identity(spec.path)
@@ -200,30 +198,3 @@ def resolve_job_model(job: SearchJob, model: str | None = None) -> Path:
                        f"vs {job.model_identity})",
                        "copy the same model file to this host and pass it with --model")
     return Path(spec.path)
-
-
-def build_table(spec: Any, imatrix: bool, threads: int, stages: Stages
-                ) -> tuple[PlanSpace, SensitivityTable, Path]:
-    """The plan space and sensitivity table of a job, exactly as `advisor recommend` builds them
-    (same calibration text, same imatrix; both cached on disk). Returns (space, table, source)."""
-    from advisor.commands.measure import reference_model
-    from advisor.modelspec import SourceFormat
-    from advisor.search.space import gguf_plan_space
-    from advisor.sensitivity import sensitivity_table
-    from advisor.textdata import default_calibration_text
-
-    space = gguf_plan_space(spec, imatrix=imatrix)
-    calib = default_calibration_text()
-    src = Path(spec.path) if spec.format is SourceFormat.GGUF else reference_model(spec, threads)
-    values = None
-    if imatrix:
-        from backends.gguf import IMATRIX_CHUNKS
-        from backends.gguf_imatrix import imatrix_for
-
-        with stages.step("importance matrix (cached after the first run)"):
-            values = imatrix_for(src, calib, key_path=Path(spec.path), threads=threads,
-                                 max_chunks=IMATRIX_CHUNKS).values
-    with stages.bar("sensitivity table (cached after the first run)") as bar:
-        table = sensitivity_table(src, space, text=calib, imatrix=values, threads=threads,
-                                  on_progress=bar)
-    return space, table, src

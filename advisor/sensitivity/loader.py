@@ -150,7 +150,7 @@ def _file_config(config: Any, arch: str, kv: dict[str, Any]) -> None:
       default (128) would build the wrong shapes.
     - gemma2's soft-caps are not mapped (the class defaults, 50 and 30, would stand), nor is the
       query scale: llama.cpp scales queries by 1/sqrt(head_dim) (1/sqrt(n_embd/n_head) for the
-      46-layer 27B), as backends.gguf_convert checks on conversion.
+      46-layer 27B), as backends.gguf.convert checks on conversion.
     """
     key_length = kv.get(f"{arch}.attention.key_length")
     if key_length is not None and getattr(config, "head_dim", None) not in (None, key_length):

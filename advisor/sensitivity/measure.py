@@ -1,11 +1,11 @@
 """Measure the sensitivity table: per tensor and candidate type, the KL vs the reference.
 
 The reference is the GGUF's weights dequantized to float32 (a quantized source's own grid, as in
-advisor.quality). Each candidate is libggml's own quantize/dequantize round trip of the tensor
-(kernels.ggml_quant, with the tensor's importance weights when an imatrix is given), so its values
-are those llama.cpp would write. transformers holds q/k rows un-permuted from the GGUF order, but
-a block never crosses a row and the imatrix is per column, so quantizing the HF-ordered rows gives
-the same rows (tests/sensitivity checks it bit for bit).
+advisor.measure.quality). Each candidate is libggml's own quantize/dequantize round trip of the
+tensor (kernels.ggml_quant, with the tensor's importance weights when an imatrix is given), so its
+values are those llama.cpp would write. transformers holds q/k rows un-permuted from the GGUF
+order, but a block never crosses a row and the imatrix is per column, so quantizing the HF-ordered
+rows gives the same rows (tests/sensitivity checks it bit for bit).
 
 Cost: one pass through the remaining layers and the 49k-word head per measured candidate
 dominates (~0.3 s of one core on the embedded model with 2 x 32 tokens), so by default one
@@ -32,7 +32,6 @@ import torch
 from advisor import formats
 from advisor.errors import BadInput
 from advisor.modelspec import SourceFormat
-from advisor.search.space import PlanSpace, TensorChoice, gguf_plan_space
 from advisor.sensitivity.runner import LayerCache, torch_threads
 from advisor.sensitivity.table import (
     SensitivityConfig,
@@ -42,6 +41,7 @@ from advisor.sensitivity.table import (
     load_cached,
     save_cached,
 )
+from advisor.space.choices import PlanSpace, TensorChoice, gguf_plan_space
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +49,15 @@ ProgressFn = Callable[[int, int], None]
 
 
 def imatrix_digest(imatrix: Mapping[str, np.ndarray] | None) -> str | None:
-    from backends.gguf_imatrix import values_digest
+    from backends.gguf import values_digest
 
     return None if imatrix is None else values_digest(imatrix)
 
 
 def _tokens(path: Path, text: str, cfg: SensitivityConfig) -> np.ndarray:
     """Calibration windows tokenized by llama.cpp itself (the runtime that serves the model)."""
-    from advisor.quality.windows import WindowConfig, make_windows
-    from backends.gguf_llama import LlamaSession
+    from advisor.measure.quality.windows import WindowConfig, make_windows
+    from backends.gguf import LlamaSession
 
     with LlamaSession(path, n_ctx=cfg.n_ctx, n_batch=cfg.n_ctx, threads=1) as s:
         # a window never needs more than n_ctx * n_windows tokens: tokenize no more text
@@ -145,7 +145,7 @@ def measure_sensitivity(
 ) -> SensitivityTable:
     """Measure the table (no cache). See `sensitivity_table` for the arguments."""
     from advisor.sensitivity.loader import load_gguf_model
-    from backends.gguf_llama import default_threads
+    from backends.gguf import default_threads
 
     t0 = time.perf_counter()
     path = Path(gguf_path)
@@ -217,15 +217,15 @@ def sensitivity_table(
 
     model: an alias or a .gguf path. space: default `gguf_plan_space(spec, imatrix=...)`.
     text: default the project's calibration text. imatrix: llama.cpp tensor name -> importance
-    per column (e.g. `backends.gguf_imatrix.imatrix_for(path, text).values`); None = none.
+    per column (e.g. `backends.gguf.imatrix.imatrix_for(path, text).values`); None = none.
     threads: layers measured at once (0: the cores this process may use), each with one torch
     thread.
     The cache lives under `cache_dir`, else $QUANT_ADVISOR_CACHE, else ~/.cache/quant-advisor;
     its key is the model's content identity, the text's hash, the plan space (menu, floors),
     the imatrix's hash (or none) and `config`.
     """
+    from advisor.artifact.cache import cache_root, file_identity
     from advisor.inspect import inspect_model, resolve_model
-    from advisor.quality.cache import cache_root, file_identity
     from advisor.textdata import default_calibration_text
 
     path = resolve_model(str(model))

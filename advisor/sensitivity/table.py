@@ -17,7 +17,7 @@ from typing import Any
 
 from advisor.errors import BadInput
 from advisor.figures import Figure, Origin
-from advisor.search.space import PlanSpace
+from advisor.space.choices import PlanSpace
 
 log = logging.getLogger(__name__)
 

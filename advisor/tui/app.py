@@ -21,7 +21,7 @@ from textual.widgets import ContentSwitcher, Footer, Input, OptionList, Static
 from advisor.errors import AdvisorError
 from advisor.hardware import HardwareProfile
 from advisor.modelspec import ModelSpec
-from advisor.recommend.pipeline import RecommendConfig, targets_from_args
+from advisor.recommend.config import RecommendConfig, targets_from_args
 from advisor.tui.results import ResultsStep
 from advisor.tui.run import Runner, RunRequest, RunStep, recommend_runner
 from advisor.tui.steps import HardwareStep, ModelStep, TargetsStep

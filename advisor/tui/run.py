@@ -18,7 +18,7 @@ from textual.message import Message
 from textual.widgets import DataTable, ProgressBar, Static
 
 from advisor.errors import AdvisorError
-from advisor.recommend.pipeline import RecommendConfig
+from advisor.recommend.config import RecommendConfig
 from advisor.targets import Targets
 from advisor.tui.progress import RunCancelled, StageEvent, TuiStages
 

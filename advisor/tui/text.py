@@ -7,9 +7,9 @@ from typing import Any
 
 from rich.markup import escape
 
+from advisor.cli.console import fig, human_bytes
 from advisor.hardware import HardwareProfile
 from advisor.modelspec import ModelSpec
-from advisor.render import fig, human_bytes
 
 
 def hardware_lines(hw: HardwareProfile) -> list[str]:

@@ -11,8 +11,8 @@ import pytest
 from advisor.modelspec import ModelSpec
 from advisor.plan import QuantPlan
 from advisor.probe.catalogue import load_target
-from advisor.space import BACKEND_SCHEMES, plan_for_format
-from backends import get_backend, names
+from advisor.space.named import plan_for_format
+from backends import get_backend, names, registry
 from backends.base import Backend, QuantizeOptions, Runner, Support
 
 pytestmark = pytest.mark.slow
@@ -23,9 +23,9 @@ def _case(name: str, embedded: ModelSpec, tmp_path: Path) -> tuple[ModelSpec, Qu
     """The model and a cheap plan each backend is tested with."""
     if name == "gguf":
         return embedded, plan_for_format(embedded, "Q8_0")
-    schemes = BACKEND_SCHEMES.get(name, ())
+    schemes = registry.schemes_of(name)
     if not schemes:
-        pytest.fail(f"backend {name!r} has no format in advisor.space.BACKEND_SCHEMES")
+        pytest.fail(f"backend {name!r} declares no format in backends/__init__.py")
     from advisor.inspect import inspect_model
     from tests.backends.hf_tiny import embedded_tokenizer_dir, tiny_with_tokenizer
 

@@ -21,12 +21,12 @@ from advisor.inspect.gguf_header import read_header
 from advisor.modelspec import ModelSpec
 from advisor.plan import QuantPlan
 from advisor.probe.catalogue import load_target
-from advisor.space import plan_for_format
+from advisor.space.named import plan_for_format
 from advisor.textdata import default_evaluation_text
 from backends import get_backend
 from backends.base import QuantizeOptions
-from backends.gguf_imatrix import Imatrix, imatrix_for
-from backends.gguf_quant import quantize_file
+from backends.gguf.imatrix import Imatrix, imatrix_for
+from backends.gguf.quantize import quantize_file
 from tests.backends.conftest import THREADS, Quantized
 
 pytestmark = pytest.mark.slow
@@ -135,7 +135,7 @@ def test_imatrix_is_mean_squared_input_of_each_matmul(embedded_spec: ModelSpec,
     """Checked against numpy: blk.0's attention input is rms_norm(embedding) * attn_norm."""
     from gguf.quants import dequantize
 
-    from backends.gguf_llama import LlamaSession
+    from backends.gguf.runtime import LlamaSession
 
     path = Path(embedded_spec.path)
     v = imatrix.values
@@ -235,7 +235,7 @@ def test_interrupted_quantize_leaves_no_report(embedded_spec: ModelSpec,
 
 def test_failing_quantize_leaves_no_report(embedded_spec: ModelSpec, tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    import backends.gguf as gguf_backend
+    import backends.gguf.backend as gguf_backend
 
     def half_written(src: Path, dst: Path, *args: object, **kwargs: object) -> None:
         dst.write_bytes(b"GGUF" + b"\0" * 64)
@@ -311,8 +311,8 @@ def _tiny_hf_llama(d: Path, corpus: str) -> Path:
 def test_hf_source_is_converted_then_quantized(tmp_path: Path, calib_text: str,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("tokenizers")
-    from advisor.commands.measure import reference_model
     from advisor.inspect import inspect_model
+    from backends.gguf import f16_reference
 
     monkeypatch.setenv("QUANT_ADVISOR_CACHE", str(tmp_path / "cache"))
     spec = inspect_model(str(_tiny_hf_llama(tmp_path / "hf", calib_text)))
@@ -324,7 +324,7 @@ def test_hf_source_is_converted_then_quantized(tmp_path: Path, calib_text: str,
     assert sorted(p.name for p in out.iterdir()) == ["model.gguf"]  # no conversion beside it
     # converted once into the cache: the F16 reference, and the source of every later quantize
     converted = list((tmp_path / "cache" / "references").glob("*/*.gguf"))
-    assert converted == [reference_model(spec)]
+    assert converted == [f16_reference(spec)]
     stamp = converted[0].stat().st_mtime_ns
     backend.quantize(spec, plan_for_format(spec, "Q8_0"), tmp_path / "out8",
                      QuantizeOptions(calib_text=calib_text, threads=THREADS))

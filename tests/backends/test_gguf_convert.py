@@ -18,7 +18,7 @@ import pytest
 
 from advisor.errors import BadInput
 from advisor.inspect import inspect_model
-from backends.gguf_convert import convert_hf_to_gguf, output_path
+from backends.gguf.convert import convert_hf_to_gguf, output_path
 
 llama_cpp = pytest.importorskip("llama_cpp")
 torch = pytest.importorskip("torch")

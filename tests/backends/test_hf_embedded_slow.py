@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from advisor.modelspec import ModelSpec
-from advisor.space import plan_for_format
+from advisor.space.named import plan_for_format
 from backends import get_backend
 from backends.base import QuantizeOptions
 
@@ -32,11 +32,11 @@ EVAL_WINDOWS = 4
 
 @pytest.fixture(scope="module")
 def reference(embedded_spec: ModelSpec) -> object:
-    from advisor.commands.measure import reference_model
-    from advisor.quality import WindowConfig, reference_logprobs
+    from advisor.measure.quality import WindowConfig, reference_logprobs
     from advisor.textdata import default_evaluation_text
+    from backends.gguf import f16_reference
 
-    return reference_logprobs(reference_model(embedded_spec, threads=2),
+    return reference_logprobs(f16_reference(embedded_spec, threads=2),
                               default_evaluation_text(),
                               WindowConfig(n_ctx=512, max_windows=EVAL_WINDOWS), threads=2)
 
@@ -53,7 +53,7 @@ def written(embedded_spec: ModelSpec, tmp_path_factory: pytest.TempPathFactory) 
 
 
 def _kl(artifact: Path, backend: str, ref: object) -> float:
-    from advisor.quality import measure_quality
+    from advisor.measure.quality import measure_quality
 
     runner = get_backend(backend).load(artifact, threads=2)
     try:
@@ -75,8 +75,8 @@ def test_fresh_process_reproduces_kl(written: dict[str, Path], reference: object
     code = (
         "import sys, json, torch, numpy as np\n"
         "from transformers import AutoModelForCausalLM\n"
-        "from advisor.quality.cache import load_cache\n"
-        "from advisor.quality import metrics\n"
+        "from advisor.measure.quality.cache import load_cache\n"
+        "from advisor.measure.quality import metrics\n"
         "ref = load_cache(__import__('pathlib').Path(sys.argv[2]), sys.argv[3])\n"
         "m = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=torch.float32).eval()\n"
         "first = ref.config.first_scored; kls = []\n"
@@ -98,9 +98,9 @@ def test_fresh_process_reproduces_kl(written: dict[str, Path], reference: object
 def test_float_floor(embedded_spec: ModelSpec, reference: object) -> None:
     """The unquantized float16 HF copy, run by transformers, against llama.cpp's F16 reference:
     the same weights bit for bit, so only the runtimes' arithmetic differs."""
-    from advisor.quality import measure_quality
-    from backends.hf_float import float_source
-    from backends.hf_runner import HfRunner
+    from advisor.measure.quality import measure_quality
+    from backends.hf.runner import HfRunner
+    from backends.hf.source import float_source
 
     runner = HfRunner(float_source(embedded_spec), threads=2)
     try:

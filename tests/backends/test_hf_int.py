@@ -15,10 +15,10 @@ from advisor.inspect import inspect_model
 from advisor.modelspec import ModelSpec
 from advisor.plan import QuantPlan
 from advisor.probe.catalogue import load_target
-from advisor.space import plan_for_format
+from advisor.space.named import plan_for_format
 from backends import get_backend
 from backends.base import QuantizeOptions
-from backends.hf_int import plan_job
+from backends.hf.base import plan_job
 from kernels.affine import IntSpec, fake_quantize
 from tests.backends.hf_tiny import embedded_tokenizer_dir, tiny_with_tokenizer
 
@@ -47,7 +47,7 @@ def _load(d: Path) -> torch.nn.Module:
 
 
 def _calib_tokens(model_dir: Path) -> torch.Tensor:
-    from backends.hf_int import calibration_windows
+    from backends.hf.base import calibration_windows
 
     return calibration_windows(model_dir, CALIB)
 
@@ -175,7 +175,7 @@ def test_hardware_gating(target: str, ok: bool, why: str) -> None:
 
 
 def test_cli_plan_resolution(tiny: tuple) -> None:
-    from advisor.commands.quantize import resolve_plan
+    from advisor.realize import resolve_plan
 
     _, spec, _ = tiny
     p = resolve_plan(spec, None, None, False, 64, backend="gptq", bits=8)

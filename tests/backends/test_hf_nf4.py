@@ -19,10 +19,10 @@ from advisor.inspect import inspect_model
 from advisor.modelspec import ModelSpec
 from advisor.plan import QuantPlan
 from advisor.probe.catalogue import load_target
-from advisor.space import plan_for_format
+from advisor.space.named import plan_for_format
 from backends import get_backend
 from backends.base import QuantizeOptions
-from backends.hf_runner import HfRunner
+from backends.hf.runner import HfRunner
 from backends.nf4 import plan_job
 from kernels.nf4 import fake_quantize_nf4
 from tests.backends.hf_tiny import embedded_tokenizer_dir, tiny_with_tokenizer
@@ -44,7 +44,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ModelSpec, tor
 @pytest.fixture(scope="module")
 def artifact(tiny: tuple, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """`advisor quantize --backend nf4` on the tiny model: (artifact dir, report)."""
-    from advisor.cli import main
+    from advisor.cli.main import main
 
     model_dir, _, _ = tiny
     out = tmp_path_factory.mktemp("nf4") / "artifact"
@@ -151,7 +151,7 @@ def test_reload_runs_the_kernels_nf4_values(tiny: tuple, artifact: tuple) -> Non
 
 
 def test_written_size_is_the_predicted_size(tiny: tuple, artifact: tuple) -> None:
-    """advisor.formats.hf models NF4 without the packed JSON state (~170 bytes a linear)."""
+    """advisor.formats.schemes models NF4 without the packed JSON state (~170 bytes a linear)."""
     _, spec, _ = tiny
     out, _ = artifact
     written = _tensors(out)
@@ -171,7 +171,7 @@ def test_written_size_is_the_predicted_size(tiny: tuple, artifact: tuple) -> Non
 
 def _hf_name(layer: int | None, role: str) -> str:
     from advisor.modelspec import Role
-    from backends.hf_int import LAYER_MODULES
+    from backends.hf.base import LAYER_MODULES
 
     return f"model.layers.{layer}.{LAYER_MODULES[Role(role)]}.weight"
 
@@ -224,7 +224,7 @@ def test_plan_validation(tiny: tuple) -> None:
 
 
 def test_cli_plan_resolution(tiny: tuple) -> None:
-    from advisor.commands.quantize import resolve_plan
+    from advisor.realize import resolve_plan
 
     _, spec, _ = tiny
     p = resolve_plan(spec, None, None, False, 128, backend="nf4")

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM
 
-from advisor.quality import metrics
-from advisor.quality.cache import load_cache
+from advisor.measure.quality import metrics
+from advisor.measure.quality.cache import load_cache
 
 ref = load_cache(Path(sys.argv[2]), sys.argv[3])
 model = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=torch.float32).eval()
@@ -45,10 +45,10 @@ def advisor(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize("backend,bits", [("rtn", 4), ("fp8", 8)])
 def test_a_fresh_process_reproduces_the_pipeline_kl(tmp_path: Path, backend: str,
                                                     bits: int) -> None:
-    from advisor.commands.measure import reference_model
     from advisor.inspect import inspect_model
-    from advisor.quality import WindowConfig, reference_logprobs
+    from advisor.measure.quality import WindowConfig, reference_logprobs
     from advisor.textdata import default_evaluation_text
+    from backends.gguf import f16_reference
 
     out = tmp_path / backend
     r = advisor("quantize", "--model", "smollm2-135m", "--backend", backend, "--bits", str(bits),
@@ -61,7 +61,7 @@ def test_a_fresh_process_reproduces_the_pipeline_kl(tmp_path: Path, backend: str
     assert pipeline["n_windows"] == WINDOWS
     in_pipeline = pipeline["mean_kl"]["value"]
     # the same cache `advisor eval` scored against (read back, not recomputed)
-    ref = reference_logprobs(reference_model(inspect_model("smollm2-135m")),
+    ref = reference_logprobs(f16_reference(inspect_model("smollm2-135m")),
                              default_evaluation_text(),
                              WindowConfig(n_ctx=512, max_windows=WINDOWS))
     res = subprocess.run([sys.executable, "-c", FRESH, str(out), str(ref.path), ref.path.name],

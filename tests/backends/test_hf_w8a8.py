@@ -23,10 +23,10 @@ from advisor.inspect import inspect_model
 from advisor.modelspec import ModelSpec
 from advisor.plan import QuantPlan
 from advisor.probe.catalogue import load_target
-from advisor.space import plan_for_format
+from advisor.space.named import plan_for_format
 from backends import get_backend
 from backends.base import QuantizeOptions
-from backends.hf_int import plan_job
+from backends.hf.base import plan_job
 from kernels import fp8
 from kernels import smoothquant as sq
 from tests.backends.hf_tiny import embedded_tokenizer_dir, tiny_with_tokenizer
@@ -44,7 +44,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ModelSpec, tor
 
 
 def _cli(*args: str) -> tuple[int, str]:
-    from advisor.cli import main
+    from advisor.cli.main import main
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
@@ -162,7 +162,7 @@ def test_smoothquant_checkpoint_is_int_quantized_and_smoothed(tiny: tuple,
 
 
 def _tokens(model_dir: Path) -> torch.Tensor:
-    from backends.hf_int import calibration_windows
+    from backends.hf.base import calibration_windows
 
     return calibration_windows(model_dir, QuantizeOptions(extra={"calib_windows": 1}))[:, :128]
 
@@ -288,7 +288,7 @@ def test_plans_each_backend_writes(tiny: tuple) -> None:
                  ("W8A8-INT8",))
     with pytest.raises(BadInput, match="fp8 backend a W8A8-FP8 plan"):
         get_backend("fp8").quantize(spec, int8, Path("/nonexistent"), QuantizeOptions())
-    from advisor.commands.quantize import resolve_plan
+    from advisor.realize import resolve_plan
 
     p = resolve_plan(spec, None, None, False, 128, backend="smoothquant", bits=8)
     assert p.backend == "smoothquant" and set(p.tensor_formats.values()) == {"W8A8-INT8", "F16"}

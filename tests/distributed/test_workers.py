@@ -25,14 +25,17 @@ N_TRIALS = 4
 def _job_study(url: str, n_trials: int, measure: MeasureSettings | None) -> tuple[str, SearchJob]:
     """Create a study of a small measured job on the embedded model, as `recommend` would."""
     from advisor.inspect import inspect_model
+    from advisor.measure.quality.cache import file_identity
     from advisor.progress import Stages
-    from advisor.quality.cache import file_identity
-    from advisor.search.job import build_table, create_job_study
+    from advisor.search.job import create_job_study
     from advisor.search.study import PlanKnobs, SearchConfig
+    from advisor.sensitivity import gguf_sensitivity
+    from advisor.space import gguf_plan_space
     from advisor.targets import Targets
 
     spec = inspect_model("smollm2-135m")
-    space, table, _ = build_table(spec, False, 0, Stages(False))
+    space = gguf_plan_space(spec)
+    table = gguf_sensitivity(spec, space, imatrix=False, threads=0, stages=Stages(False))
     budget = space.min_size() + (space.max_size() - space.min_size()) // 3
     job = SearchJob(model="smollm2-135m", model_identity=file_identity(spec.path),
                     imatrix=False, budget_bytes=budget, n_trials=n_trials,

@@ -15,9 +15,9 @@ import pytest
 from advisor.estimate import Workload, estimate
 from advisor.inspect import inspect_model
 from advisor.probe import get_hardware
-from advisor.recommend.hf import HF_BACKENDS, backend_offers, offered
-from advisor.search.hf_space import HF_MENU, hf_plan_space
-from advisor.space import plan_for_format
+from advisor.recommend.offers import backend_offers, hf_backends, offered
+from advisor.space.hf_mix import HF_MENU, hf_plan_space
+from advisor.space.named import plan_for_format
 from tests.backends.hf_tiny import embedded_tokenizer_dir, tiny_with_tokenizer
 
 
@@ -30,14 +30,14 @@ def advisor(*args: str, env: dict[str, str] | None = None,
 def test_a_cpu_target_is_offered_gguf_only_with_the_reason_for_each_hf_backend() -> None:
     offers = {o.backend: o for o in backend_offers("auto", get_hardware("x86-server", None))}
     assert offered(list(offers.values())) == {"gguf"}
-    for name in HF_BACKENDS:
+    for name in hf_backends():
         assert not offers[name].offered and "GPU" in offers[name].reason, offers[name]
 
 
 def test_gpu_targets_are_gated_by_compute_capability() -> None:
     ada = offered(backend_offers("auto", get_hardware("rtx4090", None)))  # sm_89
     ampere = {o.backend: o for o in backend_offers("auto", get_hardware("a100-80g", None))}
-    assert ada == {"gguf", *HF_BACKENDS}
+    assert ada == {"gguf", *hf_backends()}
     assert not ampere["fp8"].offered and "sm_89" in ampere["fp8"].reason
     assert ampere["smoothquant"].offered and ampere["gptq"].offered
 
@@ -69,7 +69,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_hf_space_has_one_choice_per_fused_group(tiny: Path) -> None:
-    from backends.hf_int import plan_job
+    from backends.hf.base import plan_job
 
     spec = inspect_model(str(tiny))
     space = hf_plan_space(spec, backend="gptq", group_size=64)
@@ -90,12 +90,12 @@ def test_the_hf_space_has_one_choice_per_fused_group(tiny: Path) -> None:
 
 
 def test_hf_sensitivity_orders_the_schemes_and_is_cached(tiny: Path, tmp_path: Path) -> None:
-    from advisor.commands.measure import reference_model
-    from advisor.sensitivity.hf import hf_sensitivity_table
+    from advisor.sensitivity.hf_mix import hf_sensitivity_table
     from advisor.textdata import default_calibration_text
+    from backends.gguf import f16_reference
 
     spec = inspect_model(str(tiny))
-    gguf = reference_model(spec)
+    gguf = f16_reference(spec)
     space = hf_plan_space(spec)
     text = default_calibration_text()
     table = hf_sensitivity_table(gguf, space, text, cache_dir=tmp_path)

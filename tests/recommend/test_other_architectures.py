@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from advisor.inspect import inspect_model
-from backends.gguf_convert import convert_hf_to_gguf
+from backends.gguf.convert import convert_hf_to_gguf
 from tests.backends.test_gguf_convert import DATA, build_tiny
 from tests.recommend.test_recommend_cli import FAST, advisor
 

@@ -6,8 +6,8 @@ import random
 
 from advisor import formats
 from advisor.modelspec import Role
-from advisor.search.space import PlanSpace, TensorChoice
 from advisor.sensitivity.table import SensitivityConfig, SensitivityTable
+from advisor.space.choices import PlanSpace, TensorChoice
 
 _LAYER = (
     (Role.ATTN_Q, "attn_q", (64, 64), ("Q4_0", "Q5_0", "Q5_1", "Q8_0")),

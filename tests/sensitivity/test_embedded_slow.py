@@ -10,9 +10,9 @@ import pytest
 
 from advisor import formats
 from advisor.modelspec import Role
-from advisor.search.space import PlanSpace
 from advisor.sensitivity import SensitivityConfig, SensitivityTable, sensitivity_table
 from advisor.sensitivity.measure import measure_sensitivity
+from advisor.space.choices import PlanSpace
 from advisor.textdata import default_calibration_text
 
 pytestmark = pytest.mark.slow

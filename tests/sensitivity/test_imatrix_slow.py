@@ -8,9 +8,9 @@ import pytest
 
 from advisor.errors import BadInput
 from advisor.inspect import inspect_model
-from advisor.search.space import PlanSpace, gguf_plan_space
 from advisor.sensitivity import SensitivityConfig, sensitivity_table
 from advisor.sensitivity.measure import imatrix_digest
+from advisor.space.choices import PlanSpace, gguf_plan_space
 
 pytestmark = pytest.mark.slow
 NAMES = ("blk.29.attn_v.weight", "blk.29.ffn_down.weight")
@@ -23,7 +23,7 @@ def _sub(space: PlanSpace) -> PlanSpace:
 
 def test_imatrix_weights_the_quantizer(embedded_gguf: Path, tmp_path: Path) -> None:
     from advisor.textdata import default_calibration_text
-    from backends.gguf_imatrix import imatrix_for
+    from backends.gguf.imatrix import imatrix_for
 
     text = default_calibration_text()
     imatrix = imatrix_for(embedded_gguf, text[:2_700], threads=2, use_cache=False).values

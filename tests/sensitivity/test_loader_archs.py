@@ -11,7 +11,7 @@ import torch
 
 from advisor.inspect import inspect_model
 from advisor.sensitivity.loader import load_gguf_model
-from backends.gguf_convert import convert_hf_to_gguf
+from backends.gguf.convert import convert_hf_to_gguf
 from tests.backends.test_gguf_convert import DATA, TEXT, build_tiny
 
 # qwen3 with a head size other than transformers' default 128 (its GGUF key table drops

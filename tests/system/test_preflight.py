@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from advisor.artifact.preflight import available_memory, check_disk, check_memory, free_disk
 from advisor.errors import BadInput
-from advisor.preflight import available_memory, check_disk, check_memory, free_disk
 
 
 def test_disk_check_reads_the_real_filesystem(tmp_path: Path) -> None:
@@ -54,7 +54,7 @@ def test_f16_reference_creation_is_refused_on_a_full_disk(tmp_path: Path,
     import subprocess
 
     from advisor.errors import BadInput
-    from advisor.quality import make_f16_reference
+    from backends.gguf import make_f16_reference
 
     cache = tmp_path / "small"
     cache.mkdir()

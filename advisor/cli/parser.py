@@ -1,0 +1,194 @@
+"""The flags of every `advisor` sub-command. Defaults are read from the dataclasses that own them
+(RecommendConfig, QuantizeOptions, Workload, BenchWorkload, the formats' group size), never typed
+here a second time; `--backend` choices come from the backend registry."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import NoReturn
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad usage as one line with exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"advisor: error: {message} (see `{self.prog} --help`)\n")
+        raise SystemExit(2)
+
+
+_EPILOG = """exit codes:
+  0  ok
+  1  any other failure (an internal error: rerun with --verbose for the traceback)
+  2  bad input: one line on stderr naming the problem and the fix
+  3  infeasible targets: no candidate meets them; the nearest feasible alternative is named
+
+--json (before or after the command) prints only JSON on stdout; progress, warnings and errors
+go to stderr. -q/--quiet hides progress bars and warnings; -v/--verbose adds debug logs."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every sub-command and flag; defaults come from the dataclasses that own them."""
+    import backends
+    from advisor.estimate import Workload
+    from advisor.formats import DEFAULT_GROUP_SIZE
+    from advisor.inspect import DEFAULT_MODEL
+    from advisor.measure.latency.config import BenchWorkload
+    from advisor.measure.stage import DEFAULT_EVAL_WINDOWS
+    from advisor.recommend.config import EVAL_WINDOW, RecommendConfig
+    from advisor.recommend.offers import backend_choices
+    from backends.base import QuantizeOptions
+
+    defaults, rec, qopt = Workload(), RecommendConfig(), QuantizeOptions()
+    hf = ", ".join(backends.hf_backends())
+    p = _Parser(prog="advisor", description="Hardware-aware deployment advisor for quantized LLMs.",
+                epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", dest="json_global", action="store_true",
+                   help="print only JSON on stdout (as the command's own --json)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging, tracebacks")
+    p.add_argument("-q", "--quiet", action="store_true", help="only errors and results")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def common(sp: argparse.ArgumentParser, model: bool = False, target: bool = False) -> None:
+        sp.add_argument("--json", action="store_true", help="print only JSON on stdout")
+        if model:
+            sp.add_argument("--model", default=DEFAULT_MODEL,
+                            help=f"alias, .gguf file or HF directory (default {DEFAULT_MODEL})")
+        if target:
+            sp.add_argument("--target", default=None,
+                            help="a catalogue device (see `advisor profiles`) instead of this host")
+
+    sp = sub.add_parser("probe", help="describe this host (or --target) as a HardwareProfile")
+    common(sp, target=True)
+    sp.add_argument("--out", default=".", help="output directory whose free disk is reported")
+
+    sp = sub.add_parser("profiles", help="list the device catalogue")
+    common(sp)
+
+    sp = sub.add_parser("inspect", help="read a model's tensors and roles from its headers")
+    common(sp, model=True)
+    sp.add_argument("--tensors", action="store_true", help="list every tensor")
+
+    sp = sub.add_parser("estimate", help="predicted memory and roofline latency of a format")
+    common(sp, model=True, target=True)
+    sp.add_argument("--format", required=True,
+                    help="llama.cpp preset/type (Q4_K_M, Q8_0, F16, ...) or W4A16/W8A16/"
+                         "W8A8-INT8/W8A8-FP8/NF4 (aliases int4, int8, fp8, nf4)")
+    sp.add_argument("--group-size", type=int, default=DEFAULT_GROUP_SIZE,
+                    help="for int4/int8 (-1: per channel)")
+    sp.add_argument("--context", type=int, default=defaults.context,
+                    help="context tokens held in the KV cache (default prompt + new tokens)")
+    sp.add_argument("--batch", type=int, default=defaults.concurrency,
+                    help="concurrent sequences")
+    sp.add_argument("--prompt-tokens", type=int, default=defaults.prompt_tokens)
+    sp.add_argument("--max-new-tokens", type=int, default=defaults.new_tokens)
+
+    sp = sub.add_parser("quantize", help="quantize with one plan into an artifact directory")
+    common(sp, model=True, target=True)
+    sp.add_argument("--backend", default="gguf",
+                    help=f"gguf (default), or an HF checkpoint writer: {hf}")
+    sp.add_argument("--bits", type=int, choices=(4, 8),
+                    help="without --preset: rtn/gptq/awq 4 (W4A16, default) or 8 (W8A16); "
+                         "fp8 and smoothquant 8 (W8A8); nf4 4")
+    sp.add_argument("--preset", help="a format: llama.cpp preset or type (Q4_K_M, Q8_0, ...)")
+    sp.add_argument("--plan", help="a plan.json (tensor name -> type)")
+    sp.add_argument("--imatrix", action=argparse.BooleanOptionalAction, default=qopt.imatrix,
+                    help="importance matrix from calibration text where the types use it")
+    sp.add_argument("--calib-text", help="calibration text file (default data/calibration.txt)")
+    sp.add_argument("--group-size", type=int, default=DEFAULT_GROUP_SIZE,
+                    help="for int4/int8 schemes")
+    sp.add_argument("--context", type=int, default=0, help="context the serving command sets")
+    sp.add_argument("--threads", type=int, default=qopt.threads, help="0 = all cores")
+    sp.add_argument("--seed", type=int, default=qopt.seed)
+    sp.add_argument("--out", required=True, help="artifact directory (new, empty, or an artifact)")
+
+    sp = sub.add_parser("eval", help="measure an artifact's quality against the reference")
+    common(sp, model=True)
+    sp.add_argument("--artifact", required=True, help="directory written by `advisor quantize`")
+    sp.add_argument("--eval-text", help="evaluation text file (default data/evaluation.txt)")
+    sp.add_argument("--max-windows", type=int, default=DEFAULT_EVAL_WINDOWS,
+                    help="windows scored, 0 = all the text allows")
+    sp.add_argument("--window", type=int, default=EVAL_WINDOW,
+                    help="tokens per window (second half scored)")
+    sp.add_argument("--threads", type=int, default=qopt.threads, help="0 = all cores")
+
+    bench_defaults = BenchWorkload()
+    sp = sub.add_parser("bench", help="measure an artifact's latency and memory")
+    common(sp)
+    sp.add_argument("--artifact", required=True, help="directory written by `advisor quantize`")
+    sp.add_argument("--prompt-tokens", type=int, default=bench_defaults.prompt_tokens)
+    sp.add_argument("--max-new-tokens", type=int, default=bench_defaults.new_tokens)
+    sp.add_argument("--concurrency", type=int, default=bench_defaults.concurrency)
+    sp.add_argument("--requests", type=int, default=bench_defaults.n_requests,
+                    help="measured requests (after the warm-up)")
+    sp.add_argument("--warmup", type=int, default=bench_defaults.warmup,
+                    help="warm-up requests per stream, not counted")
+    sp.add_argument("--eval-text", help="text the prompts are cut from")
+    sp.add_argument("--threads", type=int, default=qopt.threads, help="0 = all cores")
+
+    sp = sub.add_parser("recommend", help="search, realize, measure and pick what to deploy")
+    common(sp, model=True, target=True)
+    sp.add_argument("--vram", help="accelerator memory budget, e.g. 24G")
+    sp.add_argument("--mem", help="host memory budget (CPU serving), e.g. 8G")
+    sp.add_argument("--max-size", help="artifact size limit, e.g. 4G, 512MiB")
+    sp.add_argument("--p95", help="p95 request latency limit, e.g. 3s, 250ms")
+    sp.add_argument("--max-kld", help="mean KL divergence limit vs the F16 reference (nats)")
+    sp.add_argument("--prompt-tokens", type=int, default=defaults.prompt_tokens)
+    sp.add_argument("--max-new-tokens", type=int, default=defaults.new_tokens)
+    sp.add_argument("--concurrency", type=int, default=defaults.concurrency)
+    sp.add_argument("--context", type=int, default=0, help="context tokens (0: prompt + new)")
+    sp.add_argument("--candidates", type=int, default=rec.candidates,
+                    help="search plans realized and measured")
+    sp.add_argument("--presets", type=int, default=rec.presets_measured,
+                    help="fitting llama.cpp presets realized (those nearest the budget)")
+    sp.add_argument("--trials", type=int, default=rec.trials,
+                    help="Optuna trials of the plan search")
+    sp.add_argument("--measured-trials", type=int, default=rec.measured_trials,
+                    help="then this many trials quantized and measured inside the search loop "
+                         "(measured KL; p95 and memory limits on this host); 0 = off")
+    sp.add_argument("--backend", default=rec.backend,
+                    help="auto (default): llama.cpp GGUF plus every HF checkpoint scheme the "
+                         "target can serve (vLLM/bitsandbytes on its GPU); or one of "
+                         f"{', '.join(backend_choices()[1:])}")
+    sp.add_argument("--group-size", type=int, default=rec.group_size,
+                    help="group size of the HF int4/int8 schemes (-1 = per channel)")
+    sp.add_argument("--seed", type=int, default=rec.seed)
+    sp.add_argument("--storage", help="Optuna storage URL (default: SQLite <out>.study.db)")
+    sp.add_argument("--eval-windows", type=int, default=rec.eval_windows,
+                    help=f"{EVAL_WINDOW}-token windows scored")
+    sp.add_argument("--bench-requests", type=int, default=rec.bench_requests,
+                    help="measured bench requests")
+    sp.add_argument("--bench-all", action="store_true",
+                    help="bench every candidate (default: in pick order until one meets every "
+                         "target; the others' memory and p95 are predicted)")
+    sp.add_argument("--imatrix", action=argparse.BooleanOptionalAction, default=rec.imatrix,
+                    help="importance matrix from calibration text where the types use it")
+    sp.add_argument("--threads", type=int, default=rec.threads, help="0 = all cores")
+    sp.add_argument("--out", required=True, help="artifact directory of the pick")
+
+    sp = sub.add_parser("worker", help="run trials of a study in a shared database (any host)")
+    common(sp, target=True)
+    sp.add_argument("--study", required=True, help="study name (`advisor recommend` prints it)")
+    sp.add_argument("--storage", required=True,
+                    help="the study's database, e.g. postgresql://user@host:5432/db")
+    sp.add_argument("--model", default=None,
+                    help="this host's copy of the study's model (default: as the study names it)")
+    sp.add_argument("--trials", type=int, default=None,
+                    help="stop after this many trials (default: until the study is finished)")
+    sp.add_argument("--scratch", default=None,
+                    help="directory for the candidates measured (default: the system's temp)")
+    sp.add_argument("--threads", type=int, default=qopt.threads, help="0 = all cores")
+
+    sp = sub.add_parser("schema", help="print the JSON Schema of report.json")
+    common(sp)
+
+    sp = sub.add_parser("report", help="re-render report.md, pareto.png, candidates.csv of an "
+                                       "artifact from its report.json")
+    common(sp)
+    sp.add_argument("dir", help="artifact directory (advisor quantize or recommend)")
+
+    sp = sub.add_parser("tui", help="the interactive wizard: hardware, model, targets, run, "
+                                    "results")
+    common(sp, model=True, target=True)
+    sp.add_argument("--out", default="advisor-out", help="artifact directory of the pick")
+    return p

@@ -1,1 +1,0 @@
-"""The CLI's sub-commands that run pipeline stages (kept apart from argument parsing)."""

@@ -1,0 +1,79 @@
+"""`advisor eval` and `advisor bench`: measure a written artifact, record it in its report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from advisor.artifact import REPORT_FILE, is_complete, write_report
+from advisor.errors import BadInput
+from advisor.measurement import BenchResult, QualityResult
+from advisor.modelspec import ModelSpec
+from advisor.progress import Stages
+
+DEFAULT_EVAL_WINDOWS = 8  # 8 x 512 tokens, 2,048 scored: the default text has 21 windows
+
+
+def read_artifact(artifact: Path) -> dict[str, Any]:
+    """The report of a complete artifact directory; BadInput for anything else."""
+    if not artifact.is_dir():
+        raise BadInput(f"--artifact {artifact} is not a directory",
+                       "pass a directory written by `advisor quantize`")
+    if not is_complete(artifact):
+        raise BadInput(f"--artifact {artifact} is not a complete advisor artifact (no valid "
+                       f"{REPORT_FILE})", "pass a directory written by `advisor quantize`")
+    report: dict[str, Any] = json.loads((artifact / REPORT_FILE).read_text())
+    return report
+
+
+def evaluate(spec: ModelSpec, artifact: Path, text: str, max_windows: int, window: int,
+             stages: Stages, threads: int = 0,
+             report: dict[str, Any] | None = None) -> QualityResult:
+    """KL, top-1 and perplexity of the artifact against `spec`'s F16 reference, recorded in its
+    report.json. `report`: the artifact's report when the caller holds it (it is updated in
+    place and written); read from the directory otherwise."""
+    from advisor.measure.quality import WindowConfig, measure_quality, reference_logprobs
+    from backends import get_backend
+    from backends.gguf import f16_reference
+
+    report = read_artifact(artifact) if report is None else report
+    cfg = WindowConfig(n_ctx=window, max_windows=max_windows)
+    with stages.step("preparing the F16 reference"):
+        ref_model = f16_reference(spec, threads)
+    with stages.bar("reference log-probs (cached after the first run)") as bar:
+        ref = reference_logprobs(ref_model, text, cfg, threads=threads, on_progress=bar)
+    runner = get_backend(report["backend"]).load(artifact, n_ctx=window, threads=threads)
+    try:
+        with stages.bar(f"scoring {report.get('label') or artifact.name}") as bar:
+            result = measure_quality(runner, ref, on_progress=bar)
+    finally:
+        runner.close()
+    record(artifact, report, "quality", result.to_dict())
+    return result
+
+
+def bench(artifact: Path, prompt_tokens: int, new_tokens: int, concurrency: int,
+          requests: int, warmup: int, text: str, stages: Stages,
+          threads: int = 0, report: dict[str, Any] | None = None) -> BenchResult:
+    """Latency and memory of the artifact under the workload, in a child process, recorded in
+    its report.json (`report` as for `evaluate`)."""
+    from advisor.measure.latency import BenchTarget, BenchWorkload, run_bench
+
+    report = read_artifact(artifact) if report is None else report
+    try:
+        wl = BenchWorkload(prompt_tokens=prompt_tokens, new_tokens=new_tokens,
+                           concurrency=concurrency, n_requests=requests, warmup=warmup)
+    except ValueError as e:
+        raise BadInput(str(e), "pass positive integers (warm-up may be 0)") from None
+    with stages.bar(f"benchmarking {report.get('label') or artifact.name}") as bar:
+        result = run_bench(BenchTarget(str(artifact), report["backend"]), wl, text=text,
+                           threads=threads, on_progress=bar)
+    record(artifact, report, "bench", result.to_dict())
+    return result
+
+
+def record(artifact: Path, report: dict[str, Any], key: str, value: dict[str, Any]) -> None:
+    """Add a measurement to the artifact's report.json (replaced atomically)."""
+    report.setdefault("measurements", {})[key] = value
+    write_report(artifact, report)

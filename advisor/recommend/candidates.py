@@ -1,0 +1,124 @@
+"""The candidates of a recommendation and their realization: stock presets predicted to fit,
+plans of the search, HF checkpoints; each written once into `<out>.candidates/<label>` (a rerun
+reuses a complete candidate of the same plan).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from advisor.artifact import REPORT_FILE, is_complete
+from advisor.errors import BadInput
+from advisor.estimate import Estimate, Workload, estimate
+from advisor.hardware import HardwareProfile
+from advisor.modelspec import ModelSpec
+from advisor.plan import QuantPlan
+from advisor.progress import Stages
+from advisor.recommend.budget import fits_targets
+from advisor.space import plan_for_format
+from backends.base import QuantizeOptions
+
+KINDS = ("search", "preset", "checkpoint", "checkpoint-search")
+"""Where a candidate comes from: the GGUF search, a stock llama.cpp preset, a uniform HF
+checkpoint scheme, the HF int-mix search (the report schema's CANDIDATE_KINDS)."""
+HF_KINDS = ("checkpoint", "checkpoint-search")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A plan to realize and measure."""
+
+    label: str
+    kind: str
+    plan: QuantPlan
+    surrogate: float | None = None
+    """The sensitivity table's predicted KL of the plan (None: outside the table)."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"candidate kind {self.kind!r}; expected one of {KINDS}")
+
+    @property
+    def is_hf(self) -> bool:
+        return self.kind in HF_KINDS
+
+
+@dataclass(frozen=True)
+class PresetOption:
+    """A stock preset with its prediction on the target."""
+
+    label: str
+    plan: QuantPlan
+    estimate: Estimate
+    fits: bool
+
+    @property
+    def size(self) -> int:
+        return int(self.estimate.file_size.value)
+
+    def to_dict(self, measured: bool) -> dict[str, Any]:
+        return {"label": self.label, "fits": self.fits, "size_predicted": self.size,
+                "memory_predicted": self.estimate.total_memory.value, "measured": measured}
+
+
+@dataclass
+class Realized:
+    """A candidate written to disk, with its artifact report (kept in memory and updated as it
+    is measured; the same dict is written to the candidate's report.json)."""
+
+    candidate: Candidate
+    directory: Path
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def preset_options(spec: ModelSpec, names: tuple[str, ...], hw: HardwareProfile, wl: Workload,
+                   max_size: int | None, limits: list[tuple[str, int]],
+                   imatrix: bool) -> list[PresetOption]:
+    out = []
+    for name in names:
+        plan = plan_for_format(spec, name, imatrix=imatrix)
+        est = estimate(spec, plan, hw, wl)
+        out.append(PresetOption(name, plan, est, fits_targets(est, max_size, limits)))
+    return out
+
+
+def nearest_presets(options: list[PresetOption], n: int,
+                    surrogate: Callable[[QuantPlan], float | None]) -> list[Candidate]:
+    """The `n` largest presets predicted to fit (nearest the budget)."""
+    fitting = sorted((p for p in options if p.fits), key=lambda p: -p.size)[:n]
+    return [Candidate(p.label, "preset", p.plan, surrogate(p.plan)) for p in fitting]
+
+
+def reusable(directory: Path, plan: QuantPlan) -> dict[str, Any] | None:
+    """The report of a complete candidate artifact of the same plan (a rerun resumes)."""
+    if not is_complete(directory):
+        return None
+    report: dict[str, Any] = json.loads((directory / REPORT_FILE).read_text())
+    stored = report.get("planned") or report.get("plan")
+    try:
+        same = QuantPlan.from_dict(dict(stored or {})).digest() == plan.digest()
+    except (KeyError, TypeError, ValueError, BadInput):
+        return None
+    return report if same else None
+
+
+def realize_all(todo: list[Candidate], work: Path, gguf_spec: ModelSpec, hf_spec: ModelSpec,
+                hw: HardwareProfile, wl: Workload, options: QuantizeOptions,
+                stages: Stages) -> list[Realized]:
+    """Write every candidate into `work/<label>` (GGUF plans from `gguf_spec`, HF checkpoints
+    from `hf_spec`), reusing complete ones of the same plan."""
+    from advisor.realize import quantize_artifact
+
+    out = []
+    for c in todo:
+        directory = work / c.label
+        report = reusable(directory, c.plan)
+        if report is None:
+            report = quantize_artifact(hf_spec if c.is_hf else gguf_spec, c.plan, hw, directory,
+                                       options, wl, stages, options.calib_text)
+        out.append(Realized(c, directory, report))
+    return out

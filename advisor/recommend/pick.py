@@ -1,0 +1,94 @@
+"""The pick of a recommendation, and the numbers beside it: rank correlation of the surrogate
+with the measured KL, the Pareto front (report.md, the plot and the CSV are rendered by
+`advisor.report`). Pure functions of the measured candidates."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, NoReturn
+
+import numpy as np
+
+from advisor.errors import Infeasible
+
+if TYPE_CHECKING:
+    from advisor.recommend.results import CandidateResult
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Average ranks (ties share the mean of their positions), 1-based."""
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x), dtype=float)
+    ranks[order] = np.arange(1, len(x) + 1, dtype=float)
+    for v in np.unique(x):
+        same = x == v
+        if same.sum() > 1:
+            ranks[same] = ranks[same].mean()
+    return ranks
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Spearman's rank correlation of two equal-length samples; None when undefined (fewer
+    than 3 pairs, or a constant sample)."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(x) != len(y):
+        raise ValueError(f"spearman: {len(x)} vs {len(y)} values")
+    if len(x) < 3:
+        return None
+    rx, ry = _ranks(x), _ranks(y)
+    if rx.std() == 0 or ry.std() == 0:
+        return None
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def pareto_front(points: Sequence[tuple[str, float, float]]) -> list[str]:
+    """Labels of the (label, size, kl) points no other point beats on both axes, by size."""
+    front = []
+    for label, size, kl in sorted(points, key=lambda p: (p[1], p[2])):
+        if not any((s <= size and k <= kl) and (s, k) != (size, kl) for _, s, k in points):
+            front.append(label)
+    return front
+
+
+_TARGET_FLAGS = {"size": "max-size", "memory": "mem/vram", "p95": "p95", "KL": "max-kld"}
+
+
+def pick(results: list[CandidateResult]) -> tuple[CandidateResult, str]:
+    """The lowest measured KL (then fewest bytes) among the candidates meeting every target, and
+    the reason in words; Infeasible (exit 3) when none does."""
+    feasible = [r for r in results if r.feasible]
+    if not feasible:
+        raise_infeasible(results)
+    best = min(feasible, key=lambda r: (r.kl, r.size))
+    reason = (f"lowest measured mean KL ({best.kl:.4f} nats) of the {len(feasible)} measured "
+              "candidates meeting every target")
+    preset = min((r for r in feasible if r.kind == "preset"), key=lambda r: r.kl, default=None)
+    if preset is not None and preset is not best:
+        reason += (f"; the best stock preset meeting them, {preset.label}, measures "
+                   f"{preset.kl:.4f} nats at {preset.size:,} bytes")
+    return best, reason
+
+
+def raise_infeasible(results: list[CandidateResult]) -> NoReturn:
+    """Infeasible naming the target most candidates miss and the nearest feasible alternative."""
+    counts = Counter(v.target for r in results for v in r.violations)
+    worst = max(counts, key=lambda k: counts[k])
+    flag = next(v.flag for r in results for v in r.violations if v.target == worst)
+    meets = [r for r in results if not r.misses(worst)]
+    if worst == "KL":
+        best = min(results, key=lambda r: r.kl)
+        alt = (f"the best measured KL is {best.kl:.4f} ({best.label}, {best.size:,} bytes): "
+               "raise --max-kld to it or allow more size")
+    elif meets:
+        best = min(meets, key=lambda r: r.kl)
+        alt = (f"nearest alternative within {flag}: {best.label} ({best.size:,} bytes, KL "
+               f"{best.kl:.4f}), which misses {'; '.join(map(str, best.violations))}")
+    else:
+        fig: Callable[[CandidateResult], float] = {
+            "size": lambda r: float(r.size), "memory": lambda r: r.memory.value,
+            "p95": lambda r: r.p95.value}[worst]
+        best = min(results, key=fig)
+        alt = f"nearest: {best.label} at {fig(best):,.3f} ({'; '.join(map(str, best.violations))})"
+    raise Infeasible(f"no measured candidate meets {flag} ({_TARGET_FLAGS.get(worst, worst)} "
+                     f"binds: {counts[worst]} of {len(results)} candidates miss it)", alt)

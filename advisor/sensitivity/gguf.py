@@ -1,0 +1,32 @@
+"""The sensitivity stage of a GGUF plan space, exactly as `advisor recommend` and `advisor worker`
+build it: the GGUF backend's importance matrix (its quantization chunks, so the table scores the
+very rows the candidates get) and the table on the project's calibration text, both cached."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from advisor.modelspec import ModelSpec, SourceFormat
+from advisor.progress import Stages
+from advisor.sensitivity.measure import sensitivity_table
+from advisor.sensitivity.table import SensitivityTable
+from advisor.space import PlanSpace
+from advisor.textdata import default_calibration_text
+
+
+def gguf_sensitivity(spec: ModelSpec, space: PlanSpace, *, imatrix: bool, threads: int,
+                     stages: Stages) -> SensitivityTable:
+    """The sensitivity table of `space` (a plan space of `spec`); an HF source is measured as its
+    cached F16 GGUF."""
+    from backends.gguf import IMATRIX_CHUNKS, f16_reference, imatrix_for
+
+    src = Path(spec.path) if spec.format is SourceFormat.GGUF else f16_reference(spec, threads)
+    calib = default_calibration_text()
+    values = None
+    if imatrix:
+        with stages.step("importance matrix (cached after the first run)"):
+            values = imatrix_for(src, calib, key_path=src, threads=threads,
+                                 max_chunks=IMATRIX_CHUNKS).values
+    with stages.bar("sensitivity table (cached after the first run)") as bar:
+        return sensitivity_table(src, space, text=calib, imatrix=values, threads=threads,
+                                 on_progress=bar)

@@ -1,0 +1,16 @@
+"""What the HF checkpoint backends share (rtn, gptq, awq, fp8, smoothquant, nf4), as a private
+package; this face re-exports only what needs no torch, so `import backends.hf` stays light.
+
+    base.py     `HfQuantBackend` (the lifecycle: plan, stream layers, write) and `HfIntBackend`
+    stream.py   one decoder layer of float weights at a time, with its captured inputs
+    writer.py   compressed-tensors checkpoints (packing, quantization_config)
+    source.py   the float HF source of a GGUF model (dequantized once, cached)
+    runner.py   a written checkpoint loaded with transformers, for measurement
+    serve.py    vLLM's serve.sh, the transformers snippet, and which targets serve a scheme
+"""
+
+from __future__ import annotations
+
+from backends.hf.serve import serves_scheme
+
+__all__ = ["serves_scheme"]
