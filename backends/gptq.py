@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from backends.base import QuantizeOptions
+from backends.hf import torch_threads
 from backends.hf.base import HfIntBackend, linear, run_capturing_inputs
 from backends.hf.stream import Activations
 from backends.hf.writer import QuantizedLinear
@@ -41,13 +42,9 @@ class GptqBackend(HfIntBackend):
         out = {}
         # The column loop is thousands of tiny ops: one thread avoids OpenMP hand-offs that made
         # it 10x slower on the 2-core CI machine under load.
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with torch_threads(1):
             for path, spec in todo.items():
                 out[path] = self._one(layer, path, spec, hessians[path][0], plan)
-        finally:
-            torch.set_num_threads(threads)
         return out
 
     @staticmethod

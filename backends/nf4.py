@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass
 from importlib import metadata, util
 from pathlib import Path
@@ -241,15 +240,9 @@ class Nf4Backend:
 
     def quantize(self, spec: ModelSpec, plan: QuantPlan, out_dir: Path,
                  options: QuantizeOptions) -> QuantPlan:
-        from backends.hf.base import linear
+        from backends.hf.base import linear, write_streamed
         from backends.hf.source import float_source
-        from backends.hf.stream import (
-            Activations,
-            read_tensors,
-            stream_layers,
-            track_peak_rss,
-            weight_index,
-        )
+        from backends.hf.stream import Activations
 
         if plan.backend != self.name:
             raise BadInput(f"plan {plan.label or plan.digest()} is for backend {plan.backend!r}",
@@ -258,29 +251,14 @@ class Nf4Backend:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         src = float_source(spec)
-        if options.threads:
-            torch.set_num_threads(options.threads)
         writer = Nf4Writer(out_dir, spec.n_layers + 1)
-        t0 = time.perf_counter()
-        with track_peak_rss() as mem:
-            def per_layer(i: int, layer: torch.nn.Module, _: Activations) -> None:
-                quantized = {
-                    f"model.layers.{i}.{m}":
-                        quantize_nf4(linear(layer, m).weight.data.to(CHECKPOINT_DTYPE))
-                    for m, q in job.layers[i].items() if q}
-                skip = {f"{m}.weight" for m, q in job.layers[i].items() if q}
-                floats = {f"model.layers.{i}.{n}": p.data for n, p in layer.named_parameters()
-                          if n not in skip}
-                writer.add(floats, quantized)
 
-            stream_layers(src, None, per_layer, on_progress=options.extra.get("on_progress"))
-            index = weight_index(src)
-            writer.add(read_tensors(index, [n for n in index if not n.startswith("model.layers.")]),
-                       {})
+        def per_layer(i: int, layer: torch.nn.Module, _: Activations) -> dict[str, Nf4Weight]:
+            return {m: quantize_nf4(linear(layer, m).weight.data.to(CHECKPOINT_DTYPE))
+                    for m, q in job.layers[i].items() if q}
+
+        seconds, memory = write_streamed(src, None, per_layer, writer, options, name=self.name)
         qcfg = writer.finish(src, job.skip_modules())
-        seconds = time.perf_counter() - t0
-        log.info("nf4 wrote %s in %.1f s (peak RSS +%.0f MiB)", out_dir, seconds,
-                 mem.added / 2**20)
         opts: dict[str, Any] = {
             **plan.options,
             "format": FORMAT,
@@ -289,9 +267,7 @@ class Nf4Backend:
             "nested_blocksize": NESTED_BLOCKSIZE,
             "compute_dtype": qcfg["bnb_4bit_compute_dtype"],
             "quantize_seconds": round(seconds, 2),
-            # measured: resident memory sampled while the layers streamed
-            "peak_memory": {"value": mem.peak, "added": mem.added, "unit": "bytes",
-                            "origin": "measured"},
+            "peak_memory": memory,
         }
         return QuantPlan(self.name, dict(plan.tensor_formats), options=opts, label=plan.label)
 

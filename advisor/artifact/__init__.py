@@ -213,3 +213,24 @@ def staging(out: Path, keep_partial: bool = False) -> Iterator[Path]:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def load_report(directory: Path) -> dict[str, Any]:
+    """The report.json of a complete artifact, validated; BadInput for anything else."""
+    from advisor.report.validate import report_errors
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise BadInput(f"{directory} is not a directory", "pass an artifact directory written "
+                       "by `advisor quantize` or `advisor recommend`")
+    if not is_complete(directory):
+        raise BadInput(f"{directory} is not a complete advisor artifact (no valid "
+                       f"{REPORT_FILE})", "pass a directory written by `advisor quantize` or "
+                       "`advisor recommend`")
+    rep: dict[str, Any] = json.loads((directory / REPORT_FILE).read_text(encoding="utf-8"))
+    errors = report_errors(rep)
+    if errors:
+        raise BadInput(f"{directory / REPORT_FILE} does not match the report schema: "
+                       f"{errors[0]}", "re-create it with the advisor; `advisor schema` "
+                       "prints the schema")
+    return rep

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from advisor.estimate import Estimate, Workload
-from advisor.figures import BYTES, BYTES_PER_S, SECONDS, Figure
+from advisor.figures import Figure, fig, human_bytes, human_seconds
 from advisor.hardware import HardwareProfile
 from advisor.modelspec import ModelSpec
 from advisor.plan import QuantPlan
@@ -16,36 +16,6 @@ from advisor.plan import QuantPlan
 
 def console() -> Console:
     return Console(highlight=False)
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.2f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
-
-
-def human_seconds(s: float) -> str:
-    if s < 1e-3:
-        return f"{s * 1e6:.0f} µs"
-    if s < 1:
-        return f"{s * 1e3:.1f} ms"
-    return f"{s:.2f} s"
-
-
-def fig(f: Figure | None) -> str:
-    if f is None:
-        return "-"
-    if f.unit == BYTES:
-        text = human_bytes(f.value)
-    elif f.unit == BYTES_PER_S:
-        text = f"{f.value / 1e9:,.1f} GB/s"
-    elif f.unit == SECONDS:
-        text = human_seconds(f.value)
-    else:
-        text = f"{f.value:,.4g} {f.unit}"
-    return f"{text} [dim]({f.origin.value})[/dim]"
 
 
 def show_hardware(hw: HardwareProfile) -> None:

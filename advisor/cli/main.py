@@ -232,9 +232,10 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from advisor.report import rerender
+    from advisor.artifact import load_report
+    from advisor.report import render_files
 
-    written = rerender(Path(args.dir))
+    written = render_files(load_report(Path(args.dir)), Path(args.dir))
     if args.json:
         _emit_json({"directory": args.dir, "written": [str(p) for p in written]})
     else:

@@ -7,14 +7,12 @@ from advisor.report.render import (
     CSV_FILE,
     MARKDOWN_FILE,
     PLOT_FILE,
-    load_report,
     render_files,
-    rerender,
 )
 from advisor.report.schema import SCHEMA, SCHEMA_ID
 from advisor.report.table import candidates_csv as candidates_csv_text
 from advisor.report.validate import report_errors, validate_report
 
 __all__ = ["CSV_FILE", "MARKDOWN_FILE", "PLOT_FILE", "SCHEMA", "SCHEMA_ID",
-           "candidates_csv_text", "load_report",
-           "render_files", "render_markdown", "report_errors", "rerender", "validate_report"]
+           "candidates_csv_text",
+           "render_files", "render_markdown", "report_errors", "validate_report"]

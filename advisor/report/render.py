@@ -3,13 +3,10 @@ candidates.csv. `advisor report DIR` re-renders them from the JSON alone."""
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
-
-from advisor.errors import BadInput
 
 MARKDOWN_FILE = "report.md"
 PLOT_FILE = "pareto.png"
@@ -56,30 +53,3 @@ def render_files(rep: dict[str, Any], directory: Path) -> list[Path]:
             raise
         written += [csv_path, directory / PLOT_FILE]
     return written
-
-
-def load_report(directory: Path) -> dict[str, Any]:
-    """The report.json of a complete artifact, validated; BadInput for anything else."""
-    from advisor.artifact import REPORT_FILE, is_complete
-    from advisor.report.validate import report_errors
-
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise BadInput(f"{directory} is not a directory", "pass an artifact directory written "
-                       "by `advisor quantize` or `advisor recommend`")
-    if not is_complete(directory):
-        raise BadInput(f"{directory} is not a complete advisor artifact (no valid "
-                       f"{REPORT_FILE})", "pass a directory written by `advisor quantize` or "
-                       "`advisor recommend`")
-    rep: dict[str, Any] = json.loads((directory / REPORT_FILE).read_text(encoding="utf-8"))
-    errors = report_errors(rep)
-    if errors:
-        raise BadInput(f"{directory / REPORT_FILE} does not match the report schema: "
-                       f"{errors[0]}", "re-create it with the advisor; `advisor schema` "
-                       "prints the schema")
-    return rep
-
-
-def rerender(directory: Path) -> list[Path]:
-    """`advisor report DIR`: re-render report.md (+ pareto.png, candidates.csv) from report.json."""
-    return render_files(load_report(directory), Path(directory))

@@ -55,7 +55,8 @@ def measure_hf_sensitivity(gguf_path: str | Path, space: HfPlanSpace, text: str,
     """Measure the table (no cache)."""
     from advisor.sensitivity.loader import load_gguf_model
     from advisor.sensitivity.measure import _tokens
-    from advisor.sensitivity.runner import LayerCache, torch_threads
+    from advisor.sensitivity.runner import LayerCache
+    from backends.hf import torch_threads
 
     t0 = time.perf_counter()
     path = Path(gguf_path)

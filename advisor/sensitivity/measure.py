@@ -32,7 +32,7 @@ import torch
 from advisor import formats
 from advisor.errors import BadInput
 from advisor.modelspec import SourceFormat
-from advisor.sensitivity.runner import LayerCache, torch_threads
+from advisor.sensitivity.runner import LayerCache
 from advisor.sensitivity.table import (
     SensitivityConfig,
     SensitivityTable,
@@ -42,6 +42,7 @@ from advisor.sensitivity.table import (
     save_cached,
 )
 from advisor.space.choices import PlanSpace, TensorChoice, gguf_plan_space
+from backends.hf import torch_threads
 
 log = logging.getLogger(__name__)
 

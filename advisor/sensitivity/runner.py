@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,18 +29,6 @@ from advisor.errors import BadInput
 from advisor.sensitivity.loader import PRESET_FIX, LoadedModel
 
 log = logging.getLogger(__name__)
-
-
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run the block with `n` intra-op threads (0: leave as is), restoring the previous count."""
-    prev = torch.get_num_threads()
-    if n > 0:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(prev)
 
 
 def _first(out: Any) -> torch.Tensor:

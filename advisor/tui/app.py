@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,6 +20,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import ContentSwitcher, Footer, Input, OptionList, Static
 
 from advisor.errors import AdvisorError
+from advisor.estimate import Workload
 from advisor.hardware import HardwareProfile
 from advisor.modelspec import ModelSpec
 from advisor.recommend.config import RecommendConfig, targets_from_args
@@ -29,7 +31,10 @@ from advisor.tui.text import model_lines, serve_command
 
 STEPS = ("hardware", "model", "targets", "run", "results")
 TITLES = ("Hardware", "Model", "Targets", "Run", "Results")
-DEFAULT_TARGETS = {"prompt-tokens": "512", "max-new-tokens": "128", "concurrency": "1"}
+_WL = Workload()
+DEFAULT_TARGETS = {"prompt-tokens": str(_WL.prompt_tokens), "max-new-tokens": str(_WL.new_tokens),
+                   "concurrency": str(_WL.concurrency)}
+"""The workload fields' defaults: Workload's own (the CLI reads the same)."""
 
 
 class AdvisorApp(App[int]):
@@ -226,12 +231,9 @@ class AdvisorApp(App[int]):
                      if v and k in ("p95", "max-size", "max-kld")}
             if values["mem"]:
                 flags["vram" if gpu else "mem"] = values["mem"]
-            cfg = RecommendConfig(candidates=s.candidates, presets_measured=s.presets_measured,
-                                  trials=int(values["trials"]), seed=s.seed,
-                                  eval_windows=int(values["eval-windows"]),
-                                  bench_requests=s.bench_requests, bench_warmup=s.bench_warmup,
-                                  imatrix=imatrix, threads=s.threads, storage=s.storage,
-                                  presets=s.presets, flags=flags)
+            # the wizard's settings with what the targets step asks for
+            cfg = replace(s, trials=int(values["trials"]),
+                          eval_windows=int(values["eval-windows"]), imatrix=imatrix, flags=flags)
         except AdvisorError as e:
             error.update(f"[red]{escape(e.one_line())}[/red]")
             return

@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.markup import escape
 
-from advisor.cli.console import fig, human_bytes
+from advisor.figures import fig, human_bytes
 from advisor.hardware import HardwareProfile
 from advisor.modelspec import ModelSpec
 

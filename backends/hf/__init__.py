@@ -11,6 +11,24 @@ package; this face re-exports only what needs no torch, so `import backends.hf` 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from backends.hf.serve import serves_scheme
 
-__all__ = ["serves_scheme"]
+__all__ = ["serves_scheme", "torch_threads"]
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with `n` torch intra-op threads (0: leave as is), restoring the previous
+    count: the one way the project sets torch's threads (a loaded HfRunner keeps its own)."""
+    import torch
+
+    prev = torch.get_num_threads()
+    if n > 0:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import torch
 
@@ -172,6 +172,45 @@ def run_capturing_inputs(layer: torch.nn.Module, acts: Activations, paths: list[
             hd.remove()
 
 
+class LayerWriter(Protocol):
+    """Where streamed layers go: float tensors and quantized linears, by checkpoint name."""
+
+    def add(self, floats: dict[str, torch.Tensor], quantized: dict[str, Any]) -> None: ...
+
+
+def write_streamed(src: Path, tokens: torch.Tensor | None,
+                   quantize_layer: Callable[[int, torch.nn.Module, Activations], dict[str, Any]],
+                   writer: LayerWriter, options: QuantizeOptions, *, propagate: bool = True,
+                   name: str = "hf") -> tuple[float, dict[str, Any]]:
+    """The layer-streamed quantize loop every HF backend shares: one decoder layer of float
+    weights at a time (backends.hf.stream), `quantize_layer(i, layer, acts)` returns its
+    quantized linears by module path (the others stay float), then the tensors outside the
+    decoder layers. Returns the seconds it took and the measured peak memory while it ran."""
+    from backends.hf import torch_threads
+    from backends.hf.stream import read_tensors, stream_layers, track_peak_rss, weight_index
+
+    t0 = time.perf_counter()
+    with torch_threads(options.threads), track_peak_rss() as mem:
+        def per_layer(i: int, layer: torch.nn.Module, acts: Activations) -> None:
+            quantized = quantize_layer(i, layer, acts)
+            skip = {f"{m}.weight" for m in quantized}
+            floats = {f"model.layers.{i}.{n}": p.data for n, p in layer.named_parameters()
+                      if n not in skip}
+            writer.add(floats, {f"model.layers.{i}.{m}": q for m, q in quantized.items()})
+
+        stream_layers(src, tokens, per_layer, propagate=propagate,
+                      on_progress=options.extra.get("on_progress"))
+        index = weight_index(src)
+        writer.add(read_tensors(index, [n for n in index if not n.startswith("model.layers.")]),
+                   {})
+    seconds = time.perf_counter() - t0
+    log.info("%s wrote its checkpoint in %.1f s (peak RSS +%.0f MiB)", name, seconds,
+             mem.added / 2**20)
+    # measured: resident memory sampled while the layers streamed
+    return seconds, {"value": mem.peak, "added": mem.added, "unit": "bytes",
+                     "origin": "measured"}
+
+
 class HfQuantBackend(Generic[S]):
     """Base of the compressed-tensors checkpoint backends; `S` is the weight spec type
     `quantize_layer` receives."""
@@ -230,48 +269,31 @@ class HfQuantBackend(Generic[S]):
     def quantize(self, spec: ModelSpec, plan: QuantPlan, out_dir: Path,
                  options: QuantizeOptions) -> QuantPlan:
         from backends.hf.source import float_source
-        from backends.hf.stream import read_tensors, stream_layers, track_peak_rss, weight_index
         from backends.hf.writer import CheckpointWriter
 
         if plan.backend != self.name:
             raise BadInput(f"plan {plan.label or plan.digest()} is for backend {plan.backend!r}",
                            f"give the {self.name} backend a {'/'.join(self.formats)} plan")
         job = plan_job(spec, plan, self.formats)
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
         src = float_source(spec)
         tokens = calibration_windows(src, options) if self.needs_calibration else None
-        if options.threads:
-            torch.set_num_threads(options.threads)
         torch.manual_seed(options.seed)
-        writer = CheckpointWriter(out_dir, spec.n_layers + 1)
-        t0 = time.perf_counter()
-        with track_peak_rss() as mem:
-            def per_layer(i: int, layer: torch.nn.Module, acts: Activations) -> None:
-                quantized = self.quantize_layer(i, layer, acts, self._specs(job.layers[i]),
-                                                options)
-                skip = {f"{m}.weight" for m in quantized}
-                floats = {f"model.layers.{i}.{n}": p.data for n, p in layer.named_parameters()
-                          if n not in skip}
-                writer.add(floats, {f"model.layers.{i}.{m}": q for m, q in quantized.items()})
+        writer = CheckpointWriter(Path(out_dir), spec.n_layers + 1)
 
-            stream_layers(src, tokens, per_layer, propagate=self.propagate_quantized,
-                          on_progress=options.extra.get("on_progress"))
-            index = weight_index(src)
-            writer.add(read_tensors(index, [n for n in index if not n.startswith("model.layers.")]),
-                       {})
+        def per_layer(i: int, layer: torch.nn.Module,
+                      acts: Activations) -> dict[str, QuantizedLinear]:
+            return self.quantize_layer(i, layer, acts, self._specs(job.layers[i]), options)
+
+        seconds, memory = write_streamed(src, tokens, per_layer, writer, options,
+                                         propagate=self.propagate_quantized, name=self.name)
         qcfg = writer.finish(src, job.float_linears())
-        seconds = time.perf_counter() - t0
-        log.info("%s wrote %s in %.1f s (peak RSS +%.0f MiB)", self.name, out_dir, seconds,
-                 mem.added / 2**20)
         opts: dict[str, Any] = {
             **plan.options,
             **self.written_options(plan, job, options),
             "format": qcfg["format"],
             "quantize_seconds": round(seconds, 2),
-            # measured: resident memory sampled while the layers streamed
-            "peak_memory": {"value": mem.peak, "added": mem.added, "unit": "bytes",
-                            "origin": "measured"},
+            "peak_memory": memory,
         }
         if tokens is not None:
             opts["calibration"] = {"windows": int(tokens.shape[0]),

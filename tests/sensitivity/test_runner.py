@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from advisor.sensitivity.loader import LoadedModel
-from advisor.sensitivity.runner import LayerCache, torch_threads
+from advisor.sensitivity.runner import LayerCache
+from backends.hf import torch_threads
 from tests.sensitivity.tiny import tiny_loaded
 
 FIRST = 6
