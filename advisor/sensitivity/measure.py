@@ -57,7 +57,7 @@ def imatrix_digest(imatrix: Mapping[str, np.ndarray] | None) -> str | None:
 
 def _tokens(path: Path, text: str, cfg: SensitivityConfig) -> np.ndarray:
     """Calibration windows tokenized by llama.cpp itself (the runtime that serves the model)."""
-    from advisor.measure.quality.windows import WindowConfig, make_windows
+    from advisor.textdata import WindowConfig, make_windows
     from backends.gguf import LlamaSession
 
     with LlamaSession(path, n_ctx=cfg.n_ctx, n_batch=cfg.n_ctx, threads=1) as s:

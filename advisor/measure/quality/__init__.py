@@ -9,8 +9,8 @@ from __future__ import annotations
 from advisor.measure.quality.cache import RefCache, cache_root, file_identity
 from advisor.measure.quality.reference import reference_logprobs
 from advisor.measure.quality.score import measure_quality
-from advisor.measure.quality.windows import WindowConfig, load_text, make_windows, text_sha256
 from advisor.measurement import QualityResult
+from advisor.textdata import WindowConfig, load_text, make_windows, text_sha256
 
 __all__ = [
     "QualityResult", "RefCache", "WindowConfig", "cache_root", "file_identity",

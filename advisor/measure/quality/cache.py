@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from advisor.artifact.cache import cache_root, file_identity  # noqa: F401 - re-exported
-from advisor.measure.quality.windows import WindowConfig
+from advisor.textdata import WindowConfig
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from advisor.measure.quality.cache import (
     load_cache,
 )
 from advisor.measure.quality.metrics import log_softmax
-from advisor.measure.quality.windows import WindowConfig, make_windows, text_sha256
+from advisor.textdata import WindowConfig, make_windows, text_sha256
 from backends.base import Runner
 from backends.gguf import gguf_file
 
