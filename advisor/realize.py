@@ -14,6 +14,7 @@ from advisor import formats
 from advisor.artifact import check_out_dir, staging, write_report
 from advisor.errors import BadInput
 from advisor.estimate import Workload, estimate
+from advisor.figures import BYTES, Figure, Origin
 from advisor.hardware import HardwareProfile
 from advisor.modelspec import ModelSpec
 from advisor.plan import QuantPlan
@@ -113,8 +114,9 @@ def quantize_artifact(spec: ModelSpec, plan: QuantPlan, hw: HardwareProfile, out
             "plan": written.to_dict(),
             "planned": plan.to_dict() if plan.digest() != written.digest() else None,
             "files": {p.name: p.stat().st_size for p in weights},
-            "size": {"value": sum(p.stat().st_size for p in weights), "unit": "bytes",
-                     "origin": "measured"},
+            # bytes on disk: an integer figure (measured)
+            "size": Figure(sum(p.stat().st_size for p in weights), BYTES,
+                           Origin.MEASURED).to_dict(),
             "estimate": est.to_dict(),
             "serve": {"files": sorted(files), "command": f"./{next(iter(files), 'serve.sh')}"},
             "measurements": {},

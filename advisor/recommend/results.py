@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from advisor.figures import BYTES, SECONDS, Figure, Origin
-from advisor.measurement import BenchResult, QualityResult
+from advisor.measurement import BenchResult, Measurement, QualityResult
 from advisor.recommend.budget import memory_limits
 from advisor.recommend.candidates import Realized
 from advisor.recommend.config import EVAL_WINDOW, RecommendConfig
@@ -43,8 +43,8 @@ class CandidateResult:
     """One realized candidate with its measurements and predictions."""
 
     realized: Realized
-    quality: QualityResult
-    bench: BenchResult | None
+    measurement: Measurement
+    """What was measured: quality always, the bench when it ran (advisor.measurement)."""
     memory: Figure
     p95: Figure
     violations: tuple[Violation, ...]
@@ -52,6 +52,15 @@ class CandidateResult:
     @property
     def label(self) -> str:
         return self.realized.candidate.label
+
+    @property
+    def quality(self) -> QualityResult:
+        assert self.measurement.quality is not None  # judge() always has it
+        return self.measurement.quality
+
+    @property
+    def bench(self) -> BenchResult | None:
+        return self.measurement.bench
 
     @property
     def kind(self) -> str:
@@ -128,7 +137,10 @@ def judge(r: Realized, q: QualityResult, b: BenchResult | None, host: bool, targ
     if targets.max_kld is not None and kl > targets.max_kld:
         flag = cfg.flag("max-kld", targets.max_kld)
         out.append(Violation("KL", flag, f"KL {kl:.4f} > {flag}"))
-    return CandidateResult(r, q, b, memory, p95, tuple(out))
+    plan = r.report.get("plan")
+    digest = str(plan.get("digest", "")) if isinstance(plan, dict) else ""
+    return CandidateResult(r, Measurement(r.candidate.label, digest, q, b), memory, p95,
+                           tuple(out))
 
 
 def measure_candidates(realized: list[Realized], evaluate: Callable[[Realized], QualityResult],

@@ -22,6 +22,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import torch
 
 from advisor.errors import BadInput
+from advisor.figures import BYTES, Figure, Origin
 from advisor.formats.schemes import (
     DEFAULT_GROUP_SIZE,
     FLOAT_FORMATS,
@@ -206,9 +207,10 @@ def write_streamed(src: Path, tokens: torch.Tensor | None,
     seconds = time.perf_counter() - t0
     log.info("%s wrote its checkpoint in %.1f s (peak RSS +%.0f MiB)", name, seconds,
              mem.added / 2**20)
-    # measured: resident memory sampled while the layers streamed
-    return seconds, {"value": mem.peak, "added": mem.added, "unit": "bytes",
-                     "origin": "measured"}
+    # measured: resident memory sampled while the layers streamed (`added`: above the start)
+    peak = Figure(mem.peak, BYTES, Origin.MEASURED,
+                  "peak RSS while the layers streamed").to_dict()
+    return seconds, {**peak, "added": mem.added}
 
 
 class HfQuantBackend(Generic[S]):
