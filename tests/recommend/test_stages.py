@@ -38,8 +38,8 @@ def _realized(label: str, size: int, kind: str = "search") -> Realized:
            "request_latency": {"value": 0.5}, "device": "CPU (this host)"}
     report = {"size": {"value": size, "unit": "bytes", "origin": "measured"}, "estimate": est,
               "plan": {"digest": label}, "measurements": {}}
-    return Realized(Candidate(label, kind, QuantPlan("gguf", {"blk.0.attn_q.weight": "Q4_K"}, label=label)), Path(label),
-                    report)
+    plan = QuantPlan("gguf", {"blk.0.attn_q.weight": "Q4_K"}, label=label)
+    return Realized(Candidate(label, kind, plan), Path(label), report)
 
 
 def _kl(q: QualityResult, kl: float) -> QualityResult:
