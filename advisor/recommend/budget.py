@@ -13,7 +13,7 @@ from advisor.errors import Infeasible
 from advisor.estimate import Estimate
 from advisor.formats import GGUF_ALIGNMENT
 from advisor.modelspec import ModelSpec
-from advisor.space import PlanSpace
+from advisor.space import FLOOR_ROLES, PlanSpace, gguf_plan_space
 from advisor.targets import Targets
 
 
@@ -79,6 +79,43 @@ def plan_budget(spec: ModelSpec, reference: Estimate, targets: Targets,
         tensor_bytes = min(file_bytes - overhead, space.max_size())
     return Budget(binding, file_bytes, runtime, overhead + space.min_size(),
                   overhead + space.max_size(), tensor_bytes)
+
+
+def fit_space(spec: ModelSpec, reference: Estimate, targets: Targets,
+              imatrix: bool) -> tuple[PlanSpace, Budget, dict[str, Any]]:
+    """The GGUF plan space the search runs in, its budget, and what the report says of the
+    embedding/LM-head floor.
+
+    The floor (DEFAULT_FLOOR on the embedding and the LM head) is a preference: when its
+    smallest plan does not fit the budget, the search runs without it, the embedding and the
+    head becoming ordinary tensors with their own measured sensitivity, and `floor.relaxed` says
+    so and why. Under even that space's smallest plan the search cannot run: the report then
+    names the smallest budget at which it can (skipped_search)."""
+    space = gguf_plan_space(spec, imatrix=imatrix)
+    budget = plan_budget(spec, reference, targets, space)
+    present = {t.role for t in spec.tensors}
+    floor: dict[str, Any] = {"type": space.floor,
+                             "roles": [r.value for r in FLOOR_ROLES if r in present],
+                             "relaxed": False}
+    if not budget.below_smallest(space):
+        return space, budget, floor
+    free = gguf_plan_space(spec, imatrix=imatrix, floor_roles=())
+    free_budget = plan_budget(spec, reference, targets, free)
+    floor.update(relaxed=True, why=(
+        f"with {space.floor} on the {' and '.join(floor['roles'])} the smallest plan is "
+        f"{budget.smallest_plan_bytes:,} bytes, over the {budget.binding} budget of "
+        f"{budget.file_bytes:,}: the search treats them as ordinary tensors (smallest plan "
+        f"{free_budget.smallest_plan_bytes:,} bytes)"))
+    return free, free_budget, floor
+
+
+def skipped_search(budget: Budget, space: PlanSpace) -> dict[str, Any]:
+    """Why the search did not run at `budget`, and the smallest budget at which it can."""
+    return {"search_skipped": (
+                f"the {budget.binding} budget leaves {max(budget.tensor_bytes or 0, 0):,} bytes "
+                f"for tensors, under the smallest plan's {space.min_size():,}"),
+            "smallest_searchable_file_bytes": budget.smallest_plan_bytes,
+            "budget_tensor_bytes": budget.tensor_bytes}
 
 
 def raise_below_smallest(budget: Budget, spec: ModelSpec, targets: Targets,

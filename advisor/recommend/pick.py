@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
@@ -68,6 +68,19 @@ def pick(results: list[CandidateResult]) -> tuple[CandidateResult, str]:
         reason += (f"; the best stock preset meeting them, {preset.label}, measures "
                    f"{preset.kl:.4f} nats at {preset.size:,} bytes")
     return best, reason
+
+
+def search_notes(info: dict[str, Any]) -> str:
+    """What the pick's reason adds about the search: a relaxed embedding/head floor, a search
+    that could not run (and the smallest size at which it can). Empty when neither happened."""
+    notes = []
+    floor = info.get("floor") or {}
+    if floor.get("relaxed"):
+        notes.append(f"floor relaxed: {floor['why']}")
+    if info.get("search_skipped"):
+        notes.append(f"the search did not run: {info['search_skipped']} (the smallest file it "
+                     f"can search for is {info['smallest_searchable_file_bytes']:,} bytes)")
+    return "".join(f"; {n}" for n in notes)
 
 
 def raise_infeasible(results: list[CandidateResult]) -> NoReturn:

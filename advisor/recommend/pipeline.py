@@ -25,6 +25,7 @@ from advisor.recommend import emit, plans, results
 from advisor.recommend.config import EVAL_WINDOW, RecommendConfig
 from advisor.recommend.offers import GGUF, backend_offers, hf_candidates, offered
 from advisor.recommend.pick import pick as pick_one
+from advisor.recommend.pick import search_notes
 from advisor.targets import Targets
 
 
@@ -43,7 +44,7 @@ def recommend(model: str, targets: Targets, target: str | None, out: Path,
     from advisor.probe import get_hardware
     from advisor.realize import model_summary, provenance
     from advisor.sensitivity import gguf_sensitivity
-    from advisor.space import gguf_plan_space, plan_for_format
+    from advisor.space import plan_for_format
     from advisor.textdata import default_calibration_text, default_evaluation_text
     from backends.base import QuantizeOptions
     from backends.gguf import f16_reference
@@ -75,8 +76,7 @@ def recommend(model: str, targets: Targets, target: str | None, out: Path,
         reference = estimate(spec, plan_for_format(spec, "Q8_0"), hw, wl)
 
     with clock.stage("plan space"), stages.step("building the plan space"):
-        space = gguf_plan_space(spec, imatrix=cfg.imatrix)
-        budget = budgets.plan_budget(spec, reference, targets, space)
+        space, budget, floor = budgets.fit_space(spec, reference, targets, cfg.imatrix)
     presets = cands.preset_options(spec, cfg.presets, hw, wl, targets.max_size_bytes, limits,
                                    cfg.imatrix) if use_gguf else []
     run = plans.SearchRun(model, source_spec, targets, plans.study_storage(cfg, out), cfg,
@@ -103,6 +103,10 @@ def recommend(model: str, targets: Targets, target: str | None, out: Path,
         search_bytes = budget.search_bytes(space)
         if table is not None and search_bytes >= space.min_size():
             found = plans.gguf_search(run, spec, space, table, search_bytes, hw, host)
+        elif use_gguf:
+            found.info.update(budgets.skipped_search(budget, space))
+        if use_gguf:
+            found.info["floor"] = floor
     todo = [*found.candidates,
             *cands.nearest_presets(presets, cfg.presets_measured, plans.surrogate_of(table)),
             *hf_todo]
@@ -134,6 +138,7 @@ def recommend(model: str, targets: Targets, target: str | None, out: Path,
         summary = emit.Summary.of(measured)
         emit.write_summary(work, summary, found.info, clock)
         best, reason = pick_one(measured)
+        reason += search_notes(found.info)
 
     t_emit = time.perf_counter()
     with clock.stage("emit"), stages.step(f"writing the artifact to {out}"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from advisor.space.choices import (
     DEFAULT_FLOOR,
     DEFAULT_MENU,
+    FLOOR_ROLES,
     IMATRIX_MENU,
     PlanSpace,
     TensorChoice,
@@ -18,6 +19,6 @@ from advisor.space.choices import (
 from advisor.space.hf_mix import HfPlanSpace, hf_plan_space
 from advisor.space.named import canonical_format, plan_for_format
 
-__all__ = ["DEFAULT_FLOOR", "DEFAULT_MENU", "IMATRIX_MENU", "HfPlanSpace", "PlanSpace",
-           "TensorChoice", "canonical_format", "gguf_plan_space", "hf_plan_space",
+__all__ = ["DEFAULT_FLOOR", "DEFAULT_MENU", "FLOOR_ROLES", "IMATRIX_MENU", "HfPlanSpace",
+           "PlanSpace", "TensorChoice", "canonical_format", "gguf_plan_space", "hf_plan_space",
            "plan_for_format"]

@@ -29,6 +29,22 @@ def test_bad_targets_exit_2(tmp_path: Path, flag: str, value: str) -> None:
 
 
 @pytest.mark.slow
+def test_a_budget_under_the_floor_gets_a_searched_pick_with_the_floor_relaxed(
+        tmp_path: Path) -> None:
+    """80 MB is under the embedded model's smallest plan with Q6_K on the embedding (85.5 MB)
+    and under every preset (Q2_K: 88.2 MB): the search relaxes the floor and says so."""
+    r = advisor("-q", "recommend", "--max-size", "80000000", *FAST, "--candidates", "1",
+                "--presets", "1", "--out", str(tmp_path / "out"), "--json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["pick"]["kind"] == "search" and rep["size"]["value"] <= 80_000_000
+    floor = rep["search"]["floor"]
+    assert floor["relaxed"] and "85,514,816" in floor["why"]
+    assert "floor relaxed" in rep["pick"]["reason"]
+    assert rep["plan"]["tensor_formats"]["token_embd.weight"] not in ("Q6_K", "Q8_0", "F16")
+
+
+@pytest.mark.slow
 def test_infeasible_size_exits_3(tmp_path: Path) -> None:
     r = advisor("-q", "recommend", "--max-size", "10M", *FAST, "--out", str(tmp_path / "out"))
     assert r.returncode == 3, r.stderr

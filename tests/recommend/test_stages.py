@@ -120,3 +120,34 @@ def test_violations_name_the_flag_as_written_and_the_infeasible_exit_the_binding
         pick([big, bad, replace(bad, realized=_realized("bad2", 91))])
     assert "--max-kld 0.1 (max-kld binds: 2 of 3" in str(e.value)
     assert "best measured KL is 0.0500 (big" in e.value.fix
+
+
+def test_the_floor_is_relaxed_when_it_alone_makes_the_budget_infeasible() -> None:
+    from advisor.recommend.budget import fit_space, skipped_search
+    from advisor.recommend.pick import search_notes
+
+    spec = synthetic_spec()
+    hw = get_hardware("x86-server", None)
+    floored = gguf_plan_space(spec)
+    free = gguf_plan_space(spec, floor_roles=())
+    assert free.min_size() < floored.min_size()
+    overhead = spec.metadata_bytes + 32 * len(floored.tensors)
+    between = overhead + (free.min_size() + floored.min_size()) // 2
+    targets = _targets(max_size=str(between))
+    reference = estimate(spec, plan_for_format(spec, "Q8_0"), hw, targets.workload)
+    space, budget, floor = fit_space(spec, reference, targets, imatrix=False)
+    assert floor["relaxed"] and "ordinary tensors" in floor["why"]
+    assert space.min_size() == free.min_size() and not budget.below_smallest(space)
+    assert "floor relaxed" in search_notes({"floor": floor})
+    # above the floored minimum the floor stays
+    roomy = _targets(max_size=str(overhead + floored.max_size()))
+    space, _, floor = fit_space(spec, reference, roomy, imatrix=False)
+    assert not floor["relaxed"] and space.min_size() == floored.min_size()
+    # under even the floorless minimum the search cannot run: the report names where it can
+    tiny = _targets(max_size=str(overhead + free.min_size() // 2))
+    space, budget, floor = fit_space(spec, reference, tiny, imatrix=False)
+    assert floor["relaxed"] and budget.below_smallest(space)
+    info = skipped_search(budget, space)
+    assert info["smallest_searchable_file_bytes"] == overhead + free.min_size()
+    note = search_notes(info)
+    assert "did not run" in note and f"{overhead + free.min_size():,}" in note
