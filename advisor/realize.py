@@ -156,8 +156,8 @@ def resolve_plan(spec: ModelSpec, preset: str | None, plan_file: str | None,
     if plan_file is not None:
         return load_plan_file(Path(plan_file), spec)
     assert preset is not None
-    from advisor.space.named import HF_SCHEMES, canonical_format
+    from advisor.space.named import QUANT_SCHEMES, canonical_format
 
-    hf = canonical_format(preset) in HF_SCHEMES
+    hf = canonical_format(preset) in QUANT_SCHEMES
     return plan_for_format(spec, preset, group_size=group_size, imatrix=imatrix,
                            backend=backend if hf and backend != "gguf" else None)

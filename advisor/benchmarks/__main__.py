@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from advisor.benchmarks import render, sections
+from advisor.benchmarks import page, sections
 from advisor.benchmarks.models import FAMILY, FamilySize, build_family_model
 from advisor.benchmarks.run import Runner
 
@@ -108,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         results["wall_s"] = time.perf_counter() - t0
         (work / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
         png = md.parent / "data" / "benchmarks" / "quality_per_byte.png"
-        plotted = render.plot(results, png)
-        md.write_text(render.markdown(results, str(plotted.relative_to(md.parent))
+        plotted = page.plot(results, png)
+        md.write_text(page.markdown(results, str(plotted.relative_to(md.parent))
                                       if plotted else None))
 
     save()

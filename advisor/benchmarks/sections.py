@@ -1,6 +1,6 @@
 """The measurements of `make bench`, one function per section of BENCHMARKS.md.
 
-Each returns plain dicts (kept in bench-out/results.json); render.py turns them into markdown.
+Each returns plain dicts (kept in bench-out/results.json); page.py turns them into BENCHMARKS.md.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ SCHEME_ALIASES = {
     "w8a8-fp8": "W8A8-FP8",
     "nf4": "NF4",
 }
-HF_SCHEMES = formats.QUANT_SCHEMES
+QUANT_SCHEMES = formats.QUANT_SCHEMES
 GROUPED_SCHEMES = formats.GROUPED_SCHEMES
 GROUP_SIZES = formats.GROUP_SIZES  # -1: one scale per output channel
 
@@ -32,12 +32,12 @@ def canonical_format(fmt: str) -> str:
     if low in SCHEME_ALIASES:
         return SCHEME_ALIASES[low]
     up = fmt.strip().upper()
-    if up in HF_SCHEMES or formats.is_preset(up) or formats.is_ggml_type(up):
+    if up in QUANT_SCHEMES or formats.is_preset(up) or formats.is_ggml_type(up):
         return up
     raise BadInput(
         f"unknown format {fmt!r}",
         "use a llama.cpp preset or type (Q2_K ... Q8_0, Q4_K_M, F16), or one of "
-        f"{', '.join(HF_SCHEMES)} (aliases: int4, int8, fp8, nf4, w8a8)",
+        f"{', '.join(QUANT_SCHEMES)} (aliases: int4, int8, fp8, nf4, w8a8)",
     )
 
 
