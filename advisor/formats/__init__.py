@@ -39,6 +39,7 @@ from advisor.formats.schemes import (
     GROUPED_SCHEMES,
     HF_SCHEMES,
     QUANT_SCHEMES,
+    WEIGHT_BITS,
     Scheme,
     hf_scheme_names,
     hf_tensor_bytes,
@@ -74,7 +75,7 @@ def tensor_bytes(fmt: str, shape: Sequence[int], **opts: Any) -> int:
 
 __all__ = [
     "DEFAULT_GROUP_SIZE", "GGML_TYPES", "GGUF_ALIGNMENT", "GROUPED_SCHEMES", "GROUP_SIZES",
-    "HF_SCHEMES", "QUANT_SCHEMES", "Scheme", "GGMLType", "Preset",
+    "HF_SCHEMES", "QUANT_SCHEMES", "Scheme", "WEIGHT_BITS", "GGMLType", "Preset",
     "fallback", "fits", "ggml_tensor_bytes", "ggml_type", "ggml_type_names", "hf_scheme_names",
     "hf_tensor_bytes", "is_ggml_type", "is_hf_scheme", "is_preset", "padded", "preset",
     "preset_names", "preset_plan", "requires_imatrix", "row_bytes", "tensor_bytes",

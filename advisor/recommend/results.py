@@ -180,6 +180,7 @@ def measure_candidates(realized: list[Realized], evaluate: Callable[[Realized], 
             b = None  # vLLM does not run here: memory and p95 are predicted for the target
         elif b is None and wanted:
             b = bench(r)
-        results[i] = judge(r, q, b, host, targets, cfg)
-        found = found or results[i].feasible  # type: ignore[union-attr]
+        result = judge(r, q, b, host, targets, cfg)
+        results[i] = result
+        found = found or result.feasible
     return [x for x in results if x is not None]

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from advisor import formats
 from advisor.sensitivity.table import (
     SensitivityConfig,
     SensitivityTable,
@@ -36,7 +37,7 @@ from advisor.space.hf_mix import FLOAT, HfPlanSpace
 
 log = logging.getLogger(__name__)
 
-INT_SCHEMES = {"W4A16": 4, "W8A16": 8}
+INT_SCHEMES = {s: formats.WEIGHT_BITS[s] for s in formats.GROUPED_SCHEMES}  # W4A16: 4, W8A16: 8
 
 
 def _round_trip(w: torch.Tensor, bits: int, group_size: int) -> torch.Tensor:
