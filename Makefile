@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed
 TORCH_INDEX ?=
 TORCH_PIP_ARGS := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 MODEL ?= smollm2-135m
+# `make bench SECTION=float-native` runs one section (advisor/benchmarks/__main__.py)
+SECTION ?= all
 
 .PHONY: demo test bench lint clean
 
@@ -37,7 +39,7 @@ test: $(STAMP)
 # The benchmark suite (not part of `make test`): regenerates BENCHMARKS.md and
 # data/benchmarks/*.png; artifacts and results.json go to bench-out/. 54.7 min measured on 2 cores.
 bench: $(STAMP)
-	$(PY) -m advisor.benchmarks --out bench-out --md BENCHMARKS.md
+	$(PY) -m advisor.benchmarks --out bench-out --md BENCHMARKS.md --section $(SECTION)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check advisor backends kernels profiles tests

@@ -34,21 +34,31 @@ class Figure:
     unit: str
     origin: Origin
     what: str = ""
+    ci95: tuple[float, float] | None = None
+    """The 95% confidence interval of a measured value (its error bar), where it has one."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.origin, Origin):
             object.__setattr__(self, "origin", Origin(self.origin))
+        if self.ci95 is not None:
+            lo, hi = (float(x) for x in self.ci95)
+            if not lo <= hi:
+                raise ValueError(f"Figure.ci95 {self.ci95!r}: expected (low, high), low <= high")
+            object.__setattr__(self, "ci95", (lo, hi))
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"value": self.value, "unit": self.unit, "origin": self.origin.value}
         if self.what:
             d["what"] = self.what
+        if self.ci95 is not None:
+            d["ci95"] = list(self.ci95)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Figure:
+        ci = d.get("ci95")
         return cls(value=d["value"], unit=d.get("unit", ""), origin=Origin(d["origin"]),
-                   what=str(d.get("what", "")))
+                   what=str(d.get("what", "")), ci95=(ci[0], ci[1]) if ci else None)
 
 
 # How a figure reads to a person (the CLI's tables and the TUI; rich markup for the origin).

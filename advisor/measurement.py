@@ -61,6 +61,8 @@ class QualityResult:
 
     `reference` is the reference's identity (see advisor.measure.quality.cache.file_identity);
     `window` is the window length in tokens, of which the second half is scored.
+    `kl_windows` is each window's mean KL, in window order: the sample that `mean_kl.ci95` (a
+    bootstrap over windows) and paired comparisons of two candidates on the same windows use.
     """
 
     mean_kl: Figure
@@ -74,6 +76,7 @@ class QualityResult:
     text_sha256: str
     reference: str
     window: int
+    kl_windows: tuple[float, ...] = ()
     version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -81,12 +84,17 @@ class QualityResult:
         if self.n_windows < 1 or self.n_tokens < 1:
             raise ValueError(f"QualityResult with n_windows={self.n_windows}, "
                              f"n_tokens={self.n_tokens}; expected >= 1 each")
+        object.__setattr__(self, "kl_windows", tuple(float(x) for x in self.kl_windows))
+        if self.kl_windows and len(self.kl_windows) != self.n_windows:
+            raise ValueError(f"QualityResult.kl_windows has {len(self.kl_windows)} values for "
+                             f"n_windows={self.n_windows}")
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"version": self.version}
         for f in fields(self):
             value = getattr(self, f.name)
-            out[f.name] = value.to_dict() if isinstance(value, Figure) else value
+            out[f.name] = value.to_dict() if isinstance(value, Figure) else \
+                list(value) if isinstance(value, tuple) else value
         return out
 
     @classmethod
@@ -98,7 +106,7 @@ class QualityResult:
             **_read_figures(d, figs),
             n_windows=int(d["n_windows"]), n_tokens=int(d["n_tokens"]),
             text_sha256=str(d["text_sha256"]), reference=str(d["reference"]),
-            window=int(d["window"]),
+            window=int(d["window"]), kl_windows=tuple(d.get("kl_windows", ())),
         )
 
 

@@ -5,6 +5,9 @@
                 data/benchmarks/quality_per_byte.png beside it
   --quick       a small subset with the same code paths (two presets, one pick without
                 importance matrix, two tiny random models): what the test suite runs
+  --section S   run one section alone (`float-native`: the headline of section 1), keeping the
+                other sections of <out>/results.json from an earlier run; `make bench
+                SECTION=float-native`
 
 The full suite empties <out> first (but for the random models of section 2) and runs every
 command with QUANT_ADVISOR_CACHE=<out>/cache, so that
@@ -53,10 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="bench-out")
     ap.add_argument("--md", default="BENCHMARKS.md")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--section", choices=("all", "float-native"), default="all")
     args = ap.parse_args(argv)
     work = Path(args.out).absolute()
     work.mkdir(parents=True, exist_ok=True)
     md = Path(args.md).absolute()
+    if args.section != "all":
+        return _one_section(work, md, args.quick)
     if not args.quick:
         # a fresh start: a recommend finds its earlier study and measured candidates beside its
         # --out and would skip work (the random family models are kept: building them is not
@@ -102,16 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     results["picks"] = picks
 
     def save() -> None:
-        """results.json and BENCHMARKS.md as far as the suite got (a run stopped part-way
-        still leaves its finished sections)."""
-        results["commands"] = r.log
-        results["wall_s"] = time.perf_counter() - t0
-        (work / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
-        png = md.parent / "data" / "benchmarks" / "quality_per_byte.png"
-        plotted = page.plot(results, png)
-        md.write_text(page.markdown(results, str(plotted.relative_to(md.parent))
-                                      if plotted else None))
+        _save(work, md, results, r, t0)
 
+    save()
+    results["float_native"] = _float_native(r, work, heldout, args.quick)
     save()
 
     plain = [Path(row["dir"]) for row in results["quality"] if not row["imatrix"]
@@ -150,6 +150,48 @@ def main(argv: list[str] | None = None) -> int:
                                          if args.quick else sections.HF_ROWS)
     save()
     print(f"wrote {md} ({results['wall_s'] / 60:.1f} min)", file=sys.stderr)
+    return 0
+
+
+def _save(work: Path, md: Path, results: dict[str, Any], r: Runner, t0: float) -> None:
+    """results.json and BENCHMARKS.md as far as the suite got (a run stopped part-way still
+    leaves its finished sections)."""
+    results["commands"] = r.log
+    results["wall_s"] = time.perf_counter() - t0
+    (work / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+    png = md.parent / "data" / "benchmarks" / "quality_per_byte.png"
+    plotted = page.plot(results, png) if results.get("quality") else None
+    md.write_text(page.markdown(results, str(plotted.relative_to(md.parent))
+                                  if plotted else None))
+
+
+def _float_native(r: Runner, work: Path, heldout: Path, quick: bool) -> list[dict[str, Any]]:
+    """Section 1's headline; --quick: its code path on the embedded model at Q4_0's size (no
+    importance matrix, a short search: what the quick picks already cached), labelled so."""
+    if quick:
+        models = [{"name": "SmolLM2-135M (Q4_1 source; --quick)", "float_native": False,
+                   "path": sections.MODEL}]
+        return sections.preset_vs_pick(r, work, heldout, models, budgets=("Q4_0",),
+                                       extra=("--trials", "4", "--candidates", "1",
+                                              "--presets", "1"), imatrix=False)
+    return sections.preset_vs_pick(r, work, heldout, sections.float_native_models(work))
+
+
+def _one_section(work: Path, md: Path, quick: bool) -> int:
+    """The float-native section alone, merged into the results of an earlier run at `work`
+    (when there is one) and rendered with them; its commands replace the log of that run."""
+    path = work / "results.json"
+    results: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {
+        "date": datetime.date.today().isoformat(), "quick": quick, "stages": []}
+    results.update(_versions())
+    r, t0 = Runner(), time.perf_counter()
+    if "machine" not in results:
+        results["machine"] = sections.machine(r)
+    results["float_native"] = _float_native(r, work, sections.heldout_text(work), quick)
+    results["section_only"] = "float-native"
+    _save(work, md, results, r, t0)
+    print(f"wrote {md} (float-native section, {(time.perf_counter() - t0) / 60:.1f} min)",
+          file=sys.stderr)
     return 0
 
 

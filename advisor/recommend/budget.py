@@ -13,7 +13,7 @@ from advisor.errors import Infeasible
 from advisor.estimate import Estimate
 from advisor.formats import GGUF_ALIGNMENT
 from advisor.modelspec import ModelSpec
-from advisor.space import FLOOR_ROLES, PlanSpace, gguf_plan_space
+from advisor.space import PlanSpace, floored_roles, gguf_plan_space
 from advisor.targets import Targets
 
 
@@ -81,32 +81,34 @@ def plan_budget(spec: ModelSpec, reference: Estimate, targets: Targets,
                   overhead + space.max_size(), tensor_bytes)
 
 
-def fit_space(spec: ModelSpec, reference: Estimate, targets: Targets,
-              imatrix: bool) -> tuple[PlanSpace, Budget, dict[str, Any]]:
-    """The GGUF plan space the search runs in, its budget, and what the report says of the
-    embedding/LM-head floor.
+def fit_space(spec: ModelSpec, reference: Estimate, targets: Targets, imatrix: bool
+              ) -> tuple[PlanSpace, PlanSpace | None, Budget, dict[str, Any]]:
+    """The GGUF plan space the search runs in, the floor's subspace when the search also runs
+    there, the budget, and what the report says of the embedding/LM-head floor.
 
-    The floor (DEFAULT_FLOOR on the embedding and the LM head) is a preference: when its
-    smallest plan does not fit the budget, the search runs without it, the embedding and the
-    head becoming ordinary tensors with their own measured sensitivity, and `floor.relaxed` says
-    so and why. Under even that space's smallest plan the search cannot run: the report then
-    names the smallest budget at which it can (skipped_search)."""
-    space = gguf_plan_space(spec, imatrix=imatrix)
-    budget = plan_budget(spec, reference, targets, space)
-    present = {t.role for t in spec.tensors}
-    floor: dict[str, Any] = {"type": space.floor,
-                             "roles": [r.value for r in FLOOR_ROLES if r in present],
-                             "relaxed": False}
-    if not budget.below_smallest(space):
-        return space, budget, floor
+    The floor (DEFAULT_FLOOR on the LM head, and on the embedding where it is tied to the head:
+    advisor.space.floored_roles) is a preference, not a wall: the search runs in the whole space
+    (the head and embedding as ordinary tensors with their own measured sensitivity) and, when
+    the floor's smallest plan fits the budget, also in the floored subspace, and the measured
+    phase decides between them (advisor.recommend.plans.gguf_search). Where the floor does not
+    fit, `floor.relaxed` says so and why. Under the whole space's smallest plan the search cannot
+    run: the report then names the smallest budget at which it can (skipped_search)."""
     free = gguf_plan_space(spec, imatrix=imatrix, floor_roles=())
-    free_budget = plan_budget(spec, reference, targets, free)
+    budget = plan_budget(spec, reference, targets, free)
+    floor: dict[str, Any] = {"roles": [r.value for r in floored_roles(spec)], "relaxed": False}
+    if not floor["roles"]:
+        return free, None, budget, floor
+    floored = gguf_plan_space(spec, imatrix=imatrix)
+    floor["type"] = floored.floor
+    floored_budget = plan_budget(spec, reference, targets, floored)
+    if not floored_budget.below_smallest(floored):
+        return free, floored, budget, floor
     floor.update(relaxed=True, why=(
-        f"with {space.floor} on the {' and '.join(floor['roles'])} the smallest plan is "
-        f"{budget.smallest_plan_bytes:,} bytes, over the {budget.binding} budget of "
+        f"with {floored.floor} on the {' and '.join(floor['roles'])} the smallest plan is "
+        f"{floored_budget.smallest_plan_bytes:,} bytes, over the {budget.binding} budget of "
         f"{budget.file_bytes:,}: the search treats them as ordinary tensors (smallest plan "
-        f"{free_budget.smallest_plan_bytes:,} bytes)"))
-    return free, free_budget, floor
+        f"{budget.smallest_plan_bytes:,} bytes)"))
+    return free, None, budget, floor
 
 
 def skipped_search(budget: Budget, space: PlanSpace) -> dict[str, Any]:

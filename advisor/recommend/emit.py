@@ -55,9 +55,14 @@ def recommendation(pick: CandidateResult, reason: str, summary: Summary, *, mode
                    targets: Targets, cfg: RecommendConfig, hw: HardwareProfile, host: bool,
                    budget: Budget, presets: list[PresetOption], search: dict[str, Any],
                    offers: list[Offer], hf_info: dict[str, Any], clock: StageClock,
-                   provenance: dict[str, Any]) -> dict[str, Any]:
+                   provenance: dict[str, Any], versus: dict[str, Any] | None = None
+                   ) -> dict[str, Any]:
     """report.json of the recommendation: the pick's artifact report extended with everything
-    the pipeline decided and measured."""
+    the pipeline decided and measured; `versus` is the pick against the best stock preset on
+    the same windows (advisor.recommend.pick.versus_preset), when there is one."""
+    pick_row: dict[str, Any] = {"label": pick.label, "kind": pick.kind, "reason": reason}
+    if versus is not None:
+        pick_row["versus_preset"] = versus
     base = {k: v for k, v in pick.realized.report.items() if k != "version"}
     measured = {r["label"] for r in summary.rows}
     return {
@@ -72,7 +77,7 @@ def recommendation(pick: CandidateResult, reason: str, summary: Summary, *, mode
         "presets": [p.to_dict(p.label in measured) for p in presets],
         "candidates": summary.rows,
         "pareto_front": summary.front,
-        "pick": {"label": pick.label, "kind": pick.kind, "reason": reason},
+        "pick": pick_row,
         "surrogate_spearman": summary.rho,
         "search": search,
         "backends": [o.to_dict() for o in offers],

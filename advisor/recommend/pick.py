@@ -63,11 +63,46 @@ def pick(results: list[CandidateResult]) -> tuple[CandidateResult, str]:
     best = min(feasible, key=lambda r: (r.kl, r.size))
     reason = (f"lowest measured mean KL ({best.kl:.4f} nats) of the {len(feasible)} measured "
               "candidates meeting every target")
-    preset = min((r for r in feasible if r.kind == "preset"), key=lambda r: r.kl, default=None)
-    if preset is not None and preset is not best:
+    preset = best_preset(results, best)
+    if preset is not None:
         reason += (f"; the best stock preset meeting them, {preset.label}, measures "
                    f"{preset.kl:.4f} nats at {preset.size:,} bytes")
+        versus = versus_preset(best, preset)
+        if versus is not None:
+            reason += "; " + versus_text(versus)
     return best, reason
+
+
+def best_preset(results: list[CandidateResult], best: CandidateResult) -> CandidateResult | None:
+    """The lowest-KL stock preset meeting every target, when the pick is not it."""
+    preset = min((r for r in results if r.feasible and r.kind == "preset"), key=lambda r: r.kl,
+                 default=None)
+    return None if preset is best else preset
+
+
+def versus_preset(best: CandidateResult, preset: CandidateResult) -> dict[str, Any] | None:
+    """The pick's KL against the preset's on the same windows: ratio and difference with their
+    95% paired-bootstrap intervals, and whether the difference is resolved (report.json's
+    `pick.versus_preset`). None when the two were not scored on the same windows."""
+    from advisor.measure.quality.metrics import paired_comparison
+
+    a, b = best.quality, preset.quality
+    if not a.kl_windows or len(a.kl_windows) != len(b.kl_windows) or \
+            (a.text_sha256, a.reference, a.window) != (b.text_sha256, b.reference, b.window):
+        return None
+    return {"preset": preset.label, **paired_comparison(a.kl_windows, b.kl_windows)}
+
+
+def versus_text(v: dict[str, Any]) -> str:
+    """One clause of the pick's reason: the ratio with its interval, and whether it is
+    resolved on the windows measured."""
+    lo, hi = v["ratio_ci95"]
+    text = (f"the pick's KL is {v['ratio']:.2f}x the preset's (95% CI {lo:.2f}-{hi:.2f}x over "
+            f"{v['n_windows']} windows)")
+    if v["resolved"]:
+        return text + ", a resolved difference"
+    return (text + ": not resolved at this many windows (the interval of the difference "
+            "includes zero); more --eval-windows narrow it")
 
 
 def search_notes(info: dict[str, Any]) -> str:

@@ -24,8 +24,8 @@ from advisor.recommend import candidates as cands
 from advisor.recommend import emit, plans, results
 from advisor.recommend.config import EVAL_WINDOW, RecommendConfig
 from advisor.recommend.offers import GGUF, backend_offers, hf_candidates, offered
+from advisor.recommend.pick import best_preset, search_notes, versus_preset
 from advisor.recommend.pick import pick as pick_one
-from advisor.recommend.pick import search_notes
 from advisor.targets import Targets
 
 
@@ -76,7 +76,8 @@ def recommend(model: str, targets: Targets, target: str | None, out: Path,
         reference = estimate(spec, plan_for_format(spec, "Q8_0"), hw, wl)
 
     with clock.stage("plan space"), stages.step("building the plan space"):
-        space, budget, floor = budgets.fit_space(spec, reference, targets, cfg.imatrix)
+        space, floored, budget, floor = budgets.fit_space(spec, reference, targets,
+                                                          cfg.imatrix)
     presets = cands.preset_options(spec, cfg.presets, hw, wl, targets.max_size_bytes, limits,
                                    cfg.imatrix) if use_gguf else []
     run = plans.SearchRun(model, source_spec, targets, plans.study_storage(cfg, out), cfg,
@@ -102,7 +103,8 @@ def recommend(model: str, targets: Targets, target: str | None, out: Path,
     with clock.stage("search"):
         search_bytes = budget.search_bytes(space)
         if table is not None and search_bytes >= space.min_size():
-            found = plans.gguf_search(run, spec, space, table, search_bytes, hw, host)
+            found = plans.gguf_search(run, spec, space, table, search_bytes, hw, host,
+                                      floored=floored)
         elif use_gguf:
             found.info.update(budgets.skipped_search(budget, space))
         if use_gguf:
@@ -139,13 +141,15 @@ def recommend(model: str, targets: Targets, target: str | None, out: Path,
         emit.write_summary(work, summary, found.info, clock)
         best, reason = pick_one(measured)
         reason += search_notes(found.info)
+        preset = best_preset(measured, best)
+        versus = versus_preset(best, preset) if preset is not None else None
 
     t_emit = time.perf_counter()
     with clock.stage("emit"), stages.step(f"writing the artifact to {out}"):
         rep = emit.recommendation(
             best, reason, summary, model=model_summary(source_spec), targets=targets, cfg=cfg,
             hw=hw, host=host, budget=budget, presets=presets, search=found.info, offers=offers,
-            hf_info=hf_info, clock=clock,
+            hf_info=hf_info, clock=clock, versus=versus,
             provenance=provenance(cfg.seed, {"calibration": calib, "evaluation": eval_text}))
         emit.write_artifact(out, best, rep, clock, t_emit)
     rep["stage_seconds"] = dict(clock.seconds)

@@ -39,7 +39,9 @@ def _fig(f: dict[str, Any] | None, render: Any = num, unit: str = "") -> str:
     """A figure dict as `value unit (origin)`."""
     if not f:
         return "-"
-    return f"{render(f.get('value'))}{unit} ({f.get('origin', '?')})"
+    ci = f.get("ci95")
+    bar = f", 95% CI {render(ci[0])}-{render(ci[1])}{unit}" if ci else ""
+    return f"{render(f.get('value'))}{unit} ({f.get('origin', '?')}{bar})"
 
 
 def targets_line(t: dict[str, Any]) -> str:

@@ -33,7 +33,9 @@ _DEFS: dict[str, Any] = {
         "description": "A number with its unit and origin (advisor.figures.Figure).",
         "type": "object",
         "required": ["value", "unit", "origin"],
-        "properties": {"value": _num, "unit": _str, "origin": {"enum": ORIGINS}, "what": _str},
+        "properties": {"value": _num, "unit": _str, "origin": {"enum": ORIGINS}, "what": _str,
+                       "ci95": {"type": "array", "items": _num, "minItems": 2, "maxItems": 2,
+                                "description": "95% confidence interval (the error bar)"}},
         "additionalProperties": False,
     },
     "labelled": {
@@ -91,6 +93,9 @@ _DEFS: dict[str, Any] = {
             "perplexity": {"$ref": "#/$defs/measured"},
             "reference_perplexity": {"$ref": "#/$defs/measured"},
             "n_windows": _int, "window": _int, "n_tokens": _int,
+            "kl_windows": {"type": "array", "items": _num,
+                           "description": "mean KL of each window, in order (the unit the "
+                                          "error bars resample)"},
         },
     },
     "bench": {
@@ -159,7 +164,14 @@ _RECOMMENDATION: dict[str, Any] = {
         "pick": {
             "type": "object", "required": ["label", "kind", "reason"],
             "properties": {"label": _str, "kind": {"enum": CANDIDATE_KINDS},
-                           "reason": _str},
+                           "reason": _str,
+                           "versus_preset": {
+                               "description": "the pick's KL against the best stock preset's "
+                                              "on the same windows, with 95% paired-bootstrap "
+                                              "intervals (measured)",
+                               "type": "object",
+                               "required": ["preset", "n_windows", "ratio", "ratio_ci95",
+                                            "difference", "difference_ci95", "resolved"]}},
         },
         "surrogate_spearman": _nullable_num,
         "presets": {"type": "array", "items": {"type": "object",

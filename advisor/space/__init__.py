@@ -14,11 +14,12 @@ from advisor.space.choices import (
     IMATRIX_MENU,
     PlanSpace,
     TensorChoice,
+    floored_roles,
     gguf_plan_space,
 )
 from advisor.space.hf_mix import HfPlanSpace, hf_plan_space
 from advisor.space.named import canonical_format, plan_for_format
 
 __all__ = ["DEFAULT_FLOOR", "DEFAULT_MENU", "FLOOR_ROLES", "IMATRIX_MENU", "HfPlanSpace",
-           "PlanSpace", "TensorChoice", "canonical_format", "gguf_plan_space", "hf_plan_space",
-           "plan_for_format"]
+           "PlanSpace", "TensorChoice", "canonical_format", "floored_roles", "gguf_plan_space",
+           "hf_plan_space", "plan_for_format"]

@@ -33,6 +33,15 @@ def test_quick_suite_writes_benchmarks_md_from_its_own_measurements(tmp_path: Pa
     q8 = next(x for x in res["quality"] if x["label"] == "Q8_0")
     q4 = next(x for x in res["quality"] if x["label"] == "Q4_0")
     assert q8["mean_kl"] < q4["mean_kl"] and q8["size"] > q4["size"]
+    # the headline's code path: preset and pick on every held-out window, with error bars
+    row = res["float_native"][0]
+    assert row["pick_size"] <= row["budget"]
+    for q in (row["preset"], row["pick"]):
+        lo, hi = q["mean_kl_ci95"]
+        assert lo <= q["mean_kl"] <= hi and len(q["kl_windows"]) == q["n_windows"] > 1
+    v = row["versus"]
+    assert v["ratio"] == pytest.approx(row["pick"]["mean_kl"] / row["preset"]["mean_kl"])
+    assert f"**{v['ratio']:.2f}x**" in text and "Already-quantized sources" in text
     pick = res["picks"][0]
     assert pick["size"] <= pick["budget"] and pick["mean_kl"] > 0
     # the cost section: two sizes, a stage breakdown, a fitted exponent

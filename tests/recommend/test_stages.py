@@ -135,19 +135,58 @@ def test_the_floor_is_relaxed_when_it_alone_makes_the_budget_infeasible() -> Non
     between = overhead + (free.min_size() + floored.min_size()) // 2
     targets = _targets(max_size=str(between))
     reference = estimate(spec, plan_for_format(spec, "Q8_0"), hw, targets.workload)
-    space, budget, floor = fit_space(spec, reference, targets, imatrix=False)
-    assert floor["relaxed"] and "ordinary tensors" in floor["why"]
+    space, sub, budget, floor = fit_space(spec, reference, targets, imatrix=False)
+    assert floor["relaxed"] and "ordinary tensors" in floor["why"] and sub is None
     assert space.min_size() == free.min_size() and not budget.below_smallest(space)
     assert "floor relaxed" in search_notes({"floor": floor})
-    # above the floored minimum the floor stays
+    # above the floored minimum the search runs in both: the whole space and the floored one
     roomy = _targets(max_size=str(overhead + floored.max_size()))
-    space, _, floor = fit_space(spec, reference, roomy, imatrix=False)
-    assert not floor["relaxed"] and space.min_size() == floored.min_size()
+    space, sub, _, floor = fit_space(spec, reference, roomy, imatrix=False)
+    assert not floor["relaxed"] and space.min_size() == free.min_size()
+    assert sub is not None and sub.min_size() == floored.min_size()
     # under even the floorless minimum the search cannot run: the report names where it can
     tiny = _targets(max_size=str(overhead + free.min_size() // 2))
-    space, budget, floor = fit_space(spec, reference, tiny, imatrix=False)
+    space, sub, budget, floor = fit_space(spec, reference, tiny, imatrix=False)
     assert floor["relaxed"] and budget.below_smallest(space)
     info = skipped_search(budget, space)
     assert info["smallest_searchable_file_bytes"] == overhead + free.min_size()
     note = search_notes(info)
     assert "did not run" in note and f"{overhead + free.min_size():,}" in note
+
+
+def test_the_floor_keeps_the_head_and_a_tied_embedding_only() -> None:
+    from advisor.modelspec import Role
+    from advisor.space import floored_roles
+
+    assert floored_roles(synthetic_spec(tied=True)) == (Role.EMBEDDING,)
+    untied = synthetic_spec(tied=False)
+    assert floored_roles(untied) == (Role.LM_HEAD,)
+    space = gguf_plan_space(untied)
+    cheapest = {c.role: c.types[0] for c in space.tensors}
+    assert cheapest[Role.LM_HEAD] == "Q6_K" and cheapest[Role.EMBEDDING] == "Q2_K"
+
+
+def test_the_pick_against_the_best_preset_carries_a_paired_error_bar() -> None:
+    from advisor.recommend.pick import best_preset, versus_preset
+
+    realized = [_realized("s", 90), _realized("Q3_K_M", 95, kind="preset")]
+    windows = {"s": (0.08, 0.21, 0.12), "Q3_K_M": (0.10, 0.30, 0.15)}
+
+    def judged(kls: dict[str, tuple[float, ...]]) -> list[Any]:
+        return measure_candidates(
+            realized, lambda r: replace(_kl(a_quality(), sum(kls[r.candidate.label]) / 3),
+                                        kl_windows=kls[r.candidate.label]),
+            lambda r: a_bench(), True, _targets(), CFG)
+
+    results = judged(windows)
+    best, reason = pick(results)
+    preset = best_preset(results, best)
+    assert best.label == "s" and preset is not None and preset.label == "Q3_K_M"
+    v = versus_preset(best, preset)
+    assert v is not None and v["resolved"] and v["n_windows"] == 3
+    assert v["ratio"] == pytest.approx(0.41 / 0.55)
+    assert f"{v['ratio']:.2f}x the preset's" in reason and "a resolved difference" in reason
+    # the same means, but the pick is not better on every window: not resolved, and said so
+    mixed = judged({"s": (0.25, 0.06, 0.10), "Q3_K_M": (0.10, 0.30, 0.15)})
+    best, reason = pick(mixed)
+    assert best.label == "s" and "not resolved" in reason and "--eval-windows" in reason

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import numpy as np
 
 from advisor.errors import AdvisorError
+from advisor.figures import Figure, Origin
 from advisor.measure.quality import metrics
 from advisor.measure.quality.cache import ROW_CHUNK, RefCache
 from advisor.measurement import (
@@ -33,7 +34,8 @@ def measure_quality(candidate: Runner, ref: RefCache,
     """
     cfg = ref.config
     first = cfg.first_scored
-    kl, agree, nll = [], [], []
+    n_chunks = len(range(0, ref.n_scored, ROW_CHUNK))
+    kl, agree, nll, per_window = [], [], [], []
     t0 = time.perf_counter()
     for w in range(ref.n_windows):
         logits = candidate.logits(ref.tokens[w].tolist())
@@ -50,12 +52,14 @@ def measure_quality(candidate: Runner, ref: RefCache,
             kl.append(metrics.kl_divergence(ref.logprobs(w, rows), lq))
             agree.append(metrics.top1_agreement(ref.top1[w, rows], lq))
             nll.append(metrics.nll(lq, targets[rows]))
+        per_window.append(float(np.concatenate(kl[-n_chunks:]).mean()))
         if on_progress:
             on_progress(w + 1, ref.n_windows)
     seconds = time.perf_counter() - t0
     kl_all = np.concatenate(kl)
     result = QualityResult(
-        mean_kl=measured(float(kl_all.mean()), NATS),
+        mean_kl=Figure(float(kl_all.mean()), NATS, Origin.MEASURED,
+                       ci95=metrics.bootstrap_ci(per_window) if len(per_window) > 1 else None),
         p99_kl=measured(metrics.p99(kl_all), NATS),
         top1_agreement=measured(float(np.concatenate(agree).mean()), FRACTION),
         perplexity=measured(metrics.perplexity(np.concatenate(nll)), PERPLEXITY),
@@ -66,6 +70,7 @@ def measure_quality(candidate: Runner, ref: RefCache,
         text_sha256=ref.text_sha256,
         reference=ref.reference,
         window=cfg.n_ctx,
+        kl_windows=tuple(per_window),
     )
     log.info("quality: mean KL %.5f, p99 %.5f, top-1 %.3f, ppl %.3f (ref %.3f) in %.1f s",
              result.mean_kl.value, result.p99_kl.value, result.top1_agreement.value,

@@ -66,3 +66,17 @@ def test_summary_figures() -> None:
     assert b.workload.concurrency == 2 and b.n_requests == 3
     with pytest.raises(ValueError, match="no tokens"):
         request_samples([], 0.1)
+
+
+def test_window_values_and_the_error_bar_round_trip_and_are_checked() -> None:
+    from dataclasses import replace
+
+    q = replace(quality(), mean_kl=Figure(0.042, NATS, Origin.MEASURED, ci95=(0.03, 0.055)),
+                kl_windows=(0.03, 0.04, 0.056))
+    d = json.loads(json.dumps(q.to_dict()))
+    assert d["mean_kl"]["ci95"] == [0.03, 0.055] and d["kl_windows"] == [0.03, 0.04, 0.056]
+    assert QualityResult.from_dict(d) == q
+    with pytest.raises(ValueError, match="kl_windows"):
+        replace(quality(), kl_windows=(0.1, 0.2))  # 3 windows, 2 values
+    with pytest.raises(ValueError, match="ci95"):
+        Figure(0.1, NATS, Origin.MEASURED, ci95=(0.2, 0.1))

@@ -73,3 +73,32 @@ def test_logprob_storage_is_near_exact(scale: float) -> None:
     lq = metrics.log_softmax(np.log(np.exp(lp) + 1e-5))  # a nearby "candidate"
     exact, stored = metrics.kl_divergence(lp, lq), metrics.kl_divergence(back, lq)
     assert abs(stored.mean() / exact.mean() - 1) < 1e-3
+
+
+def test_bootstrap_interval_covers_the_mean_and_narrows_with_more_windows() -> None:
+    from advisor.measure.quality.metrics import bootstrap_ci
+
+    rng = np.random.default_rng(0)
+    few, many = rng.gamma(2.0, 0.01, 4), rng.gamma(2.0, 0.01, 64)
+    for v in (few, many):
+        lo, hi = bootstrap_ci(v)
+        assert lo < v.mean() < hi
+    assert np.diff(bootstrap_ci(many))[0] < np.diff(bootstrap_ci(few))[0]
+    assert bootstrap_ci([0.3]) == (0.3, 0.3)  # one window: no spread to resample
+    assert bootstrap_ci(few, seed=1) == bootstrap_ci(few, seed=1)
+
+
+def test_a_paired_comparison_resolves_a_consistent_gain_that_unpaired_noise_would_hide() -> None:
+    from advisor.measure.quality.metrics import paired_comparison
+
+    rng = np.random.default_rng(1)
+    preset = rng.uniform(0.05, 0.5, 10)  # windows differ far more than the two candidates
+    pick = preset * 0.9
+    v = paired_comparison(pick, preset)
+    assert v["resolved"] and v["difference"] < 0 and v["difference_ci95"][1] < 0
+    assert v["ratio"] == pytest.approx(0.9) and v["ratio_ci95"][0] <= 0.9 <= v["ratio_ci95"][1]
+    noise = paired_comparison(preset + rng.normal(0, 0.05, 10), preset)
+    assert not noise["resolved"] and noise["difference_ci95"][0] < 0 < noise["difference_ci95"][1]
+    assert not paired_comparison([0.1], [0.2])["resolved"]  # one window never resolves
+    with pytest.raises(ValueError, match="equal"):
+        paired_comparison([0.1, 0.2], [0.1])
