@@ -24,13 +24,18 @@ _DURATION_UNITS = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "mi
 _NUMBER = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-zA-Zµ]*)\s*$")
 
 
+UNITS = ("K/M/G/T and KiB/MiB/GiB/TiB are powers of 1024, KB/MB/GB/TB powers of 1000, a bare "
+         "number is bytes")
+"""How sizes read (as `nvidia-smi` and llama.cpp print GPU memory: `24G` is 24 GiB)."""
+
+
 def parse_size(text: str, what: str = "size") -> int:
     """'24G' -> 25769803776, '512MiB', '1.5GB', '100000' (bytes). Raises BadInput."""
     m = _NUMBER.match(str(text))
     unit = m.group(2).lower() if m else ""
     if not m or unit not in _SIZE_UNITS:
         raise BadInput(f"{what} {text!r} is not a size",
-                       "write a positive number with a unit, e.g. 24G, 512MiB, 1.5GB")
+                       f"write a positive number with a unit, e.g. 24G, 512MiB, 1.5GB ({UNITS})")
     value = float(m.group(1)) * _SIZE_UNITS[unit]
     if not math.isfinite(value) or value < 1:
         raise BadInput(f"{what} {text!r} must be at least one byte", "e.g. 24G")

@@ -179,7 +179,9 @@ def _float_native(r: Runner, work: Path, heldout: Path, quick: bool) -> list[dic
 
 def _one_section(work: Path, md: Path, quick: bool) -> int:
     """The float-native section alone, merged into the results of an earlier run at `work`
-    (when there is one) and rendered with them; its commands replace the log of that run."""
+    (when there is one) and rendered with them; its commands replace the log of that run. It
+    uses the user's cache (as --quick does), so its recommend times are warm where an earlier
+    run left the importance matrix, reference or sensitivity table of these models."""
     path = work / "results.json"
     results: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {
         "date": datetime.date.today().isoformat(), "quick": quick, "stages": []}

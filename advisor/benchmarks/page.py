@@ -128,7 +128,11 @@ def headline(results: dict[str, Any]) -> list[str]:
            "(`advisor quantize --preset P --imatrix`), `advisor recommend --max-size <bytes>` "
            "with default settings. Both are judged on every held-out window (512 tokens, the "
            "second half scored); intervals are 95% bootstrap over windows, paired for the "
-           "ratio (the same resampled windows for both).", ""]
+           "ratio (the same resampled windows for both)."
+           + (" This section ran alone (`make bench SECTION=float-native`) with the user's "
+              "cache, so a recommend time is warm where an earlier run had already computed "
+              "that model's importance matrix, reference or sensitivity table."
+              if results.get("section_only") else ""), ""]
     out += versus_table(native) + [""]
     if quantized:
         out += ["### Already-quantized sources (secondary)", "",

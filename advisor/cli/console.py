@@ -157,7 +157,9 @@ def show_quality(spec: ModelSpec, q: Any) -> None:
     c.print(f"[bold]quality[/bold] vs the F16 reference of {spec.name}  [dim]({q.n_windows} "
             f"windows of {q.window} tokens, {q.n_tokens} scored, every figure measured)[/dim]")
     t = Table(show_header=False, box=None, pad_edge=False)
-    t.add_row("mean KL divergence", f"{q.mean_kl.value:.5f}")
+    ci = q.mean_kl.ci95
+    t.add_row("mean KL divergence", f"{q.mean_kl.value:.5f}" + (
+        f" (95% CI {ci[0]:.5f}-{ci[1]:.5f} over windows)" if ci else " (one window: no interval)"))
     t.add_row("p99 KL divergence", f"{q.p99_kl.value:.5f}")
     t.add_row("top-1 agreement", f"{q.top1_agreement.value:.2%}")
     t.add_row("perplexity",

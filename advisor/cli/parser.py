@@ -6,11 +6,27 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Help that shows every flag's default (as ArgumentDefaultsHelpFormatter does), except
+    where there is none to show (None, a plain switch) or the help already names it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if (action.default in (None, False, argparse.SUPPRESS) or "default" in text
+                or not action.option_strings or action.help == argparse.SUPPRESS):
+            return text
+        return text + " (default: %(default)s)"
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports bad usage as one line with exit code 2."""
+    """argparse that reports bad usage as one line with exit code 2, and shows defaults."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"advisor: error: {message} (see `{self.prog} --help`)\n")
@@ -24,7 +40,19 @@ _EPILOG = """exit codes:
   3  infeasible targets: no candidate meets them; the nearest feasible alternative is named
 
 --json (before or after the command) prints only JSON on stdout; progress, warnings and errors
-go to stderr. -q/--quiet hides progress bars and warnings; -v/--verbose adds debug logs."""
+go to stderr. -q/--quiet hides progress bars and warnings; -v/--verbose adds debug logs.
+
+sizes (--vram, --mem, --max-size): {units}, e.g. 24G, 512MiB, 1.5GB.
+durations (--p95): s, ms, us or min; a bare number is seconds."""
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("quant-advisor")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,8 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     defaults, rec, qopt = Workload(), RecommendConfig(), QuantizeOptions()
     hf = ", ".join(backends.hf_backends())
+    from advisor.targets import UNITS
+
     p = _Parser(prog="advisor", description="Hardware-aware deployment advisor for quantized LLMs.",
-                epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                epilog=_EPILOG.format(units=UNITS))
+    p.add_argument("--version", action="version", version=f"advisor {_version()}")
     p.add_argument("--json", dest="json_global", action="store_true",
                    help="print only JSON on stdout (as the command's own --json)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging, tracebacks")
@@ -80,8 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="context tokens held in the KV cache (default prompt + new tokens)")
     sp.add_argument("--batch", type=int, default=defaults.concurrency,
                     help="concurrent sequences")
-    sp.add_argument("--prompt-tokens", type=int, default=defaults.prompt_tokens)
-    sp.add_argument("--max-new-tokens", type=int, default=defaults.new_tokens)
+    sp.add_argument("--prompt-tokens", type=int, default=defaults.prompt_tokens,
+                    help="prompt tokens of one request of the workload")
+    sp.add_argument("--max-new-tokens", type=int, default=defaults.new_tokens,
+                    help="tokens generated per request")
 
     sp = sub.add_parser("quantize", help="quantize with one plan into an artifact directory")
     common(sp, model=True, target=True)
@@ -99,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="for int4/int8 schemes")
     sp.add_argument("--context", type=int, default=0, help="context the serving command sets")
     sp.add_argument("--threads", type=int, default=qopt.threads, help="0 = all cores")
-    sp.add_argument("--seed", type=int, default=qopt.seed)
+    sp.add_argument("--seed", type=int, default=qopt.seed,
+                    help="seed of every random choice (calibration sampling)")
     sp.add_argument("--out", required=True, help="artifact directory (new, empty, or an artifact)")
 
     sp = sub.add_parser("eval", help="measure an artifact's quality against the reference")
@@ -116,9 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("bench", help="measure an artifact's latency and memory")
     common(sp)
     sp.add_argument("--artifact", required=True, help="directory written by `advisor quantize`")
-    sp.add_argument("--prompt-tokens", type=int, default=bench_defaults.prompt_tokens)
-    sp.add_argument("--max-new-tokens", type=int, default=bench_defaults.new_tokens)
-    sp.add_argument("--concurrency", type=int, default=bench_defaults.concurrency)
+    sp.add_argument("--prompt-tokens", type=int, default=bench_defaults.prompt_tokens,
+                    help="prompt tokens of each request")
+    sp.add_argument("--max-new-tokens", type=int, default=bench_defaults.new_tokens,
+                    help="tokens generated per request")
+    sp.add_argument("--concurrency", type=int, default=bench_defaults.concurrency,
+                    help="requests in flight at once (one runner each)")
     sp.add_argument("--requests", type=int, default=bench_defaults.n_requests,
                     help="measured requests (after the warm-up)")
     sp.add_argument("--warmup", type=int, default=bench_defaults.warmup,
@@ -128,17 +165,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("recommend", help="search, realize, measure and pick what to deploy")
     common(sp, model=True, target=True)
-    sp.add_argument("--vram", help="accelerator memory budget, e.g. 24G")
-    sp.add_argument("--mem", help="host memory budget (CPU serving), e.g. 8G")
-    sp.add_argument("--max-size", help="artifact size limit, e.g. 4G, 512MiB")
+    sp.add_argument("--vram", help="accelerator memory budget, e.g. 24G (G = GiB, GB = 10^9 "
+                                   "bytes)")
+    sp.add_argument("--mem", help="host memory budget (CPU serving), e.g. 8G (GiB)")
+    sp.add_argument("--max-size", help="artifact size limit, e.g. 4G, 512MiB, 1.5GB (bytes when "
+                                       "bare)")
     sp.add_argument("--p95", help="p95 request latency limit, e.g. 3s, 250ms")
     sp.add_argument("--max-kld", help="mean KL divergence limit vs the F16 reference (nats)")
-    sp.add_argument("--prompt-tokens", type=int, default=defaults.prompt_tokens)
-    sp.add_argument("--max-new-tokens", type=int, default=defaults.new_tokens)
-    sp.add_argument("--concurrency", type=int, default=defaults.concurrency)
+    sp.add_argument("--prompt-tokens", type=int, default=defaults.prompt_tokens,
+                    help="prompt tokens of one request of the workload")
+    sp.add_argument("--max-new-tokens", type=int, default=defaults.new_tokens,
+                    help="tokens generated per request")
+    sp.add_argument("--concurrency", type=int, default=defaults.concurrency,
+                    help="requests served at once")
     sp.add_argument("--context", type=int, default=0, help="context tokens (0: prompt + new)")
     sp.add_argument("--candidates", type=int, default=rec.candidates,
-                    help="search plans realized and measured")
+                    help="search plans realized and measured (half of them, rounded down, from "
+                         "the subspace that keeps the LM head at the Q6_K floor)")
     sp.add_argument("--presets", type=int, default=rec.presets_measured,
                     help="fitting llama.cpp presets realized (those nearest the budget)")
     sp.add_argument("--trials", type=int, default=rec.trials,
@@ -152,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
                          f"{', '.join(backend_choices()[1:])}")
     sp.add_argument("--group-size", type=int, default=rec.group_size,
                     help="group size of the HF int4/int8 schemes (-1 = per channel)")
-    sp.add_argument("--seed", type=int, default=rec.seed)
+    sp.add_argument("--seed", type=int, default=rec.seed,
+                    help="seed of the search (the same seed gives the same trials)")
     sp.add_argument("--storage", help="Optuna storage URL (default: SQLite <out>.study.db)")
     sp.add_argument("--eval-windows", type=int, default=rec.eval_windows,
                     help=f"{EVAL_WINDOW}-token windows scored")

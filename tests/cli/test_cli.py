@@ -178,3 +178,32 @@ def test_infeasible_target_exit_3_names_the_nearest_alternative(tmp_path: Path) 
     line = r.stderr.strip().splitlines()[-1]
     assert "Traceback" not in r.stderr and "--max-size 1M" in line
     assert "nearest feasible: --max-size" in line and not (tmp_path / "o").exists()
+
+
+def test_version_and_help_show_every_flag_with_its_default() -> None:
+    import argparse
+    from importlib.metadata import version
+
+    from advisor.cli.parser import build_parser
+
+    r = advisor("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"advisor {version('quant-advisor')}"
+    parser = build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sp in subs.choices.items():
+        text = sp.format_help()
+        for action in sp._actions:
+            if not action.option_strings or action.dest == "help":
+                continue
+            assert action.help, f"advisor {name} {action.option_strings[0]} has no help"
+            shown = action.default not in (None, False) and not isinstance(action.default, bool)
+            if shown and "default" not in action.help:
+                assert f"(default: {action.default})" in " ".join(text.split()), \
+                    f"advisor {name} {action.option_strings[0]}"
+    units = " ".join(parser.format_help().split())
+    assert "powers of 1024" in units and "powers of 1000" in units
+
+
+def test_a_bad_size_names_the_units() -> None:
+    r = advisor("recommend", "--max-size", "24 gigs", "--out", "/nonexistent/x")
+    assert r.returncode == 2 and "powers of 1024" in r.stderr and "powers of 1000" in r.stderr

@@ -81,6 +81,18 @@ def test_recommend_at_q3_k_m_size(tmp_path: Path) -> None:
                                          "search", "realize", "measure", "pick", "emit"}
     assert rep["pareto_front"] and rep["pick"]["reason"]
     assert rep["search"]["storage"].endswith("pick.study.db")
+    # the floor is a preference: one candidate of the whole space, one of the floored subspace
+    # (the tied embedding at Q6_K or above), and the measured KL chose between them
+    assert rep["search"]["floor_study"]["candidates"] == 1
+    floored = [c for c in rep["candidates"] if c["label"].startswith("search-floor-")]
+    assert len(floored) == 1 and sum(c["kind"] == "search" for c in rep["candidates"]) == 2
+    plan = json.loads((Path(floored[0]["directory"]) / "report.json").read_text())["plan"]
+    assert plan["tensor_formats"]["token_embd.weight"] in ("Q6_K", "Q8_0")
+    # the pick against the best preset, with its error bar: one window resolves nothing
+    if pick["kind"] != "preset":
+        v = rep["pick"]["versus_preset"]
+        assert v["n_windows"] == 1 and not v["resolved"] and "not resolved" in \
+            rep["pick"]["reason"]
     md = (out / "report.md").read_text()
     assert md.startswith(f"# Recommendation: {pick['label']}") and "| Q3_K_M |" in md
 
