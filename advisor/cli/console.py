@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import sys
 from typing import Any
 
 from rich.console import Console
@@ -14,8 +16,36 @@ from advisor.modelspec import ModelSpec
 from advisor.plan import QuantPlan
 
 
+class _PlainLines(io.TextIOBase):
+    """A file that writes whole lines to `sys.stdout` without their trailing blanks (rich pads
+    table rows to the console width)."""
+
+    def __init__(self) -> None:
+        self._tail = ""
+
+    def write(self, text: str) -> int:
+        *lines, self._tail = (self._tail + text).split("\n")
+        for line in lines:
+            sys.stdout.write(line.rstrip() + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        if self._tail:
+            sys.stdout.write(self._tail.rstrip())
+            self._tail = ""
+        sys.stdout.flush()
+
+
+# Wide enough that no path or note is wrapped when stdout is a file or a pipe
+_PIPE_WIDTH = 1000
+
+
 def console() -> Console:
-    return Console(highlight=False)
+    """A terminal gets rich's layout; a file or a pipe gets the same tables unwrapped, without
+    padding or control codes."""
+    if sys.stdout.isatty():
+        return Console(highlight=False)
+    return Console(highlight=False, file=_PlainLines(), width=_PIPE_WIDTH, color_system=None)
 
 
 def show_hardware(hw: HardwareProfile) -> None:
