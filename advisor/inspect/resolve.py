@@ -1,8 +1,10 @@
-"""Resolve `--model` values: an alias of an embedded model, a GGUF file, or a HF directory."""
+"""Resolve `--model` values: an alias of an embedded model, a GGUF file, a HF directory, or a
+Hugging Face id (`org/name`) found in the local Hugging Face cache (never downloaded)."""
 
 from __future__ import annotations
 
 import importlib.util
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,12 +47,42 @@ def _alias_path(name: str, alias: Alias) -> Path:
     raise BadInput(f"{alias.filename} is missing from {alias.package}", "reinstall the package")
 
 
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def _from_hub_cache(repo_id: str) -> Path:
+    """The snapshot of `repo_id` in the local Hugging Face cache (HF_HUB_CACHE), with no
+    network access: its directory when it holds config.json, else its one .gguf file."""
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        snap = Path(str(snapshot_download(repo_id, local_files_only=True)))
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        raise BadInput(
+            f"model {repo_id!r} is not a local path and not in the Hugging Face cache "
+            f"({constants.HF_HUB_CACHE}); nothing is downloaded",
+            f"fetch it first (huggingface-cli download {repo_id}) or pass its local path",
+        ) from None
+    if (snap / "config.json").is_file():
+        return snap
+    ggufs = sorted(snap.glob("*.gguf"))
+    if len(ggufs) == 1:
+        return ggufs[0]
+    raise BadInput(
+        f"the cached snapshot of {repo_id} ({snap}) has no config.json and "
+        f"{len(ggufs)} GGUF files",
+        "pass the path of one .gguf file" if ggufs else "pass a model directory or .gguf file")
+
+
 def resolve_model(model: str) -> Path:
     """Path of the model file (GGUF) or directory (HF) that `model` names."""
     key = model.strip().lower()
     if key in ALIASES:
         return _alias_path(key, ALIASES[key])
     path = Path(model).expanduser()
+    if not path.exists() and _HUB_ID.match(model.strip()):
+        return _from_hub_cache(model.strip())
     if not path.exists():
         known = ", ".join(sorted(ALIASES))
         raise BadInput(

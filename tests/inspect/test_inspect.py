@@ -120,3 +120,42 @@ def test_corrupt_gguf_headers_only_raise_bad_input(tmp_path: Path, embedded_gguf
             inspect_model(str(p))
         except BadInput:
             pass
+
+
+def _cache_repo(cache: Path, repo_id: str, files: dict[str, Path]) -> Path:
+    """A repository laid out as huggingface_hub's cache keeps it (refs/main -> a snapshot)."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    snap = repo / "snapshots" / ("0" * 40)
+    snap.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    for name, src in files.items():
+        (snap / name).symlink_to(src)
+    return snap
+
+
+def test_a_hugging_face_id_resolves_from_the_local_cache_only(tmp_path: Path,
+                                                              embedded_gguf: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    d, _ = tiny_hf_model(tmp_path / "src", "llama")
+    cache = tmp_path / "hub"
+    _cache_repo(cache, "acme/tiny", {f.name: f for f in d.iterdir()})
+    _cache_repo(cache, "acme/tiny-gguf", {"tiny.Q4_1.gguf": embedded_gguf})
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+
+    def inspect(model: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "advisor.cli", "inspect", "--model", model,
+                               "--json"], capture_output=True, text=True, env=env, timeout=120)
+
+    hf = inspect("acme/tiny")
+    assert hf.returncode == 0, hf.stderr
+    assert json.loads(hf.stdout)["format"] == "hf"
+    gg = inspect("acme/tiny-gguf")
+    assert gg.returncode == 0 and json.loads(gg.stdout)["architecture"] == "llama"
+    missing = inspect("acme/not-there")
+    assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
+    assert str(cache) in missing.stderr and "nothing is downloaded" in missing.stderr
