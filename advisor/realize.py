@@ -39,7 +39,9 @@ def versions() -> dict[str, str]:
 
 
 def provenance(seed: int, texts: dict[str, str]) -> dict[str, Any]:
-    """What a reader needs to reproduce a number: versions, seed, text hashes, the command."""
+    """What a reader needs to reproduce a number: versions, seed, text hashes, the command, and
+    the llama.cpp build's own system line (the CPU features its kernels were built for and
+    found, e.g. `AVX2 = 1 | AVX512 = 0`), since the same GGUF runs other kernels elsewhere."""
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": versions(),
@@ -47,7 +49,17 @@ def provenance(seed: int, texts: dict[str, str]) -> dict[str, Any]:
         "text_sha256": {k: text_sha256(v) for k, v in texts.items()},
         "command": " ".join(["advisor", *sys.argv[1:]]),
         "platform": platform.platform(),
+        "llama_cpp_system_info": _llama_system_info(),
     }
+
+
+def _llama_system_info() -> str | None:
+    try:
+        import llama_cpp
+    except ImportError:  # an HF-only install: no llama.cpp build to describe
+        return None
+    info: bytes = llama_cpp.llama_print_system_info()
+    return info.decode(errors="replace").strip()
 
 
 def load_plan_file(path: Path, spec: ModelSpec) -> QuantPlan:
@@ -129,9 +141,22 @@ def quantize_artifact(spec: ModelSpec, plan: QuantPlan, hw: HardwareProfile, out
 
 
 def model_summary(spec: ModelSpec) -> dict[str, Any]:
+    """The source as a report names it: `path` relative to the working directory when under it
+    (else as given), the file name and a content digest (`sha256:` of a file, the memoised
+    `identity:` of a directory), so a report attached to a ticket names the model without this
+    machine's layout."""
+    from advisor.artifact.cache import file_identity, file_sha256
+
     q = spec.source_quantization
+    src = Path(spec.path)
+    try:
+        shown = str(src.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        shown = spec.path
+    digest = f"identity:{file_identity(src)}" if src.is_dir() else f"sha256:{file_sha256(src)}"
     return {
-        "name": spec.name, "path": spec.path, "format": spec.format.value,
+        "name": spec.name, "path": shown, "file": src.name, "digest": digest,
+        "format": spec.format.value,
         "architecture": spec.architecture, "n_params": spec.n_params,
         "source_quantization": q,
         "source_note": (f"the source is already quantized ({q}): its reference is the "

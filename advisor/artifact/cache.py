@@ -6,11 +6,9 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
 
-_SAMPLES = 16  # content samples of a file's identity
-_SAMPLE_BYTES = 1 << 16
-_EDGE_BYTES = 1 << 20
+_BLOCK = 1 << 22
+_DIGEST_VERSION = 1  # part of the memo's key: bump when the digest's definition changes
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:
@@ -21,24 +19,43 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "quant-advisor"
 
 
-def _file_digest(h: Any, path: Path) -> None:
-    size = path.stat().st_size
-    h.update(f"{path.name}:{size}:".encode())
-    # Head (the GGUF header: metadata, tensor names, types, offsets), tail, and evenly spaced
-    # samples: a full hash of a 16 GB file would cost more than the check is worth.
-    spans = [(0, _EDGE_BYTES), (max(size - _EDGE_BYTES, 0), _EDGE_BYTES)]
-    spans += [(size * i // _SAMPLES, _SAMPLE_BYTES) for i in range(1, _SAMPLES)]
-    with path.open("rb") as f:
-        for off, n in spans:
-            f.seek(off)
-            h.update(f.read(n))
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's whole content, computed once per (path, size, mtime) and memoised in
+    the cache (`digests/`): a 16 GB model is read once, not at every run. A file changed in
+    place gets a new mtime, hence a new digest (a sampled identity had given a source with 95%
+    of its weights zeroed the original's cached reference and KL)."""
+    p = Path(path).resolve()
+    st = p.stat()
+    key = hashlib.sha256(f"{_DIGEST_VERSION}|{p}|{st.st_size}|{st.st_mtime_ns}".encode())
+    memo = cache_root() / "digests" / f"{key.hexdigest()[:32]}.sha256"
+    try:
+        text = memo.read_text().strip()
+        if len(text) == 64:
+            return text
+    except OSError:
+        pass
+    h = hashlib.sha256()
+    with p.open("rb") as f:
+        for block in iter(lambda: f.read(_BLOCK), b""):
+            h.update(block)
+    digest = h.hexdigest()
+    try:  # the memo is an optimisation: an unwritable cache only costs the next run a re-read
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_name(f".{memo.name}.{os.getpid()}.tmp")
+        tmp.write_text(digest + "\n")
+        os.replace(tmp, memo)
+    except OSError:
+        pass
+    return digest
 
 
 def file_identity(path: str | Path) -> str:
-    """Cheap content identity of a model file or directory: names, sizes and sampled bytes."""
+    """Content identity of a model file or directory (every file's name, size and full sha256,
+    memoised: file_sha256); keys every cache entry and study of that model."""
     p = Path(path)
     h = hashlib.sha256()
     files = sorted(x for x in p.rglob("*") if x.is_file()) if p.is_dir() else [p]
     for f in files:
-        _file_digest(h, f)
+        h.update(f"{f.relative_to(p) if p.is_dir() else f.name}:{f.stat().st_size}:"
+                 f"{file_sha256(f)}\n".encode())
     return h.hexdigest()[:32]

@@ -63,7 +63,10 @@ _DEFS: dict[str, Any] = {
         "type": "object",
         "required": ["name", "path", "format", "architecture", "n_params"],
         "properties": {
-            "name": _str, "path": _str, "format": {"enum": ["gguf", "hf"]},
+            "name": _str, "path": _str, "file": _str,
+            "digest": {"type": "string",
+                       "pattern": "^(sha256:[0-9a-f]{64}|identity:[0-9a-f]{32})$"},
+            "format": {"enum": ["gguf", "hf"]},
             "architecture": _str, "n_params": {"type": "integer", "minimum": 0},
             "source_quantization": _nullable_str, "source_note": _nullable_str,
         },

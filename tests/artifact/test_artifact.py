@@ -7,6 +7,7 @@ import os
 import signal
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from advisor.artifact import (
@@ -129,3 +130,23 @@ def test_unwritable_parent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(BadInput, match="not a writable directory"), staging(locked / "new" / "a"):
         pass
     assert list(locked.iterdir()) == []
+
+
+def test_the_content_identity_sees_every_byte_and_reads_a_file_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 22, finding 5: a source with most of its weights changed (same size, same header)
+    had the original's identity, so the original's cached reference and KL were reused."""
+    import hashlib
+
+    from advisor.artifact.cache import file_identity, file_sha256
+
+    monkeypatch.setenv("QUANT_ADVISOR_CACHE", str(tmp_path / "cache"))
+    model = tmp_path / "m.gguf"
+    data = bytearray(np.random.default_rng(0).integers(0, 255, 9 << 20, dtype=np.uint8))
+    model.write_bytes(bytes(data))
+    before = file_identity(model)
+    assert file_sha256(model) == hashlib.sha256(bytes(data)).hexdigest()
+    assert len(list((tmp_path / "cache" / "digests").iterdir())) == 1  # memoised
+    data[(9 << 20) // 2 + 12345] ^= 0xFF  # one byte in the middle, size unchanged
+    model.write_bytes(bytes(data))
+    assert file_identity(model) != before

@@ -207,3 +207,22 @@ def test_version_and_help_show_every_flag_with_its_default() -> None:
 def test_a_bad_size_names_the_units() -> None:
     r = advisor("recommend", "--max-size", "24 gigs", "--out", "/nonexistent/x")
     assert r.returncode == 2 and "powers of 1024" in r.stderr and "powers of 1000" in r.stderr
+
+
+def test_a_report_names_the_model_by_file_and_digest_and_the_llama_cpp_build(
+        tmp_path: Path, embedded_gguf: Path) -> None:
+    import hashlib
+    import shutil
+
+    src = tmp_path / "models" / "smol.gguf"
+    src.parent.mkdir()
+    shutil.copy(embedded_gguf, src)
+    r = subprocess.run([sys.executable, "-m", "advisor.cli", "quantize", "--model",
+                        str(src), "--preset", "Q8_0", "--no-imatrix", "--out", "q8", "--json"],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads((tmp_path / "q8" / "report.json").read_text())
+    m = rep["model"]
+    assert m["path"] == "models/smol.gguf" and m["file"] == "smol.gguf"
+    assert m["digest"] == "sha256:" + hashlib.sha256(src.read_bytes()).hexdigest()
+    assert " = 1" in rep["provenance"]["llama_cpp_system_info"]  # e.g. "AVX2 = 1 |"
