@@ -173,7 +173,7 @@ def _float_native(r: Runner, work: Path, heldout: Path, quick: bool) -> list[dic
                    "path": sections.MODEL}]
         return sections.preset_vs_pick(r, work, heldout, models, budgets=("Q4_0",),
                                        extra=("--trials", "4", "--candidates", "1",
-                                              "--presets", "1"), imatrix=False)
+                                              "--presets", "1"), imatrix=False, windows=3)
     return sections.preset_vs_pick(r, work, heldout, sections.float_native_models(work))
 
 

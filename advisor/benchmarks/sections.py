@@ -147,12 +147,13 @@ def float_native_models(work: Path) -> list[dict[str, Any]]:
 
 def preset_vs_pick(r: Runner, work: Path, heldout: Path, models: list[dict[str, Any]],
                    budgets: tuple[str, ...] = PICK_BUDGETS, extra: tuple[str, ...] = (),
-                   imatrix: bool = True) -> list[dict[str, Any]]:
+                   imatrix: bool = True, windows: int = 0) -> list[dict[str, Any]]:
     """For each model and budget preset: the preset quantized with the importance matrix the
     tool uses (`quantize --imatrix`: the same chunks of the same calibration text), then
     `recommend --max-size <its bytes>`, both judged on every held-out window, and the pick
     against the preset with 95% paired-bootstrap intervals over the windows. `imatrix` False
-    (the test suite's quick form): neither uses an importance matrix."""
+    (the test suite's quick form): neither uses an importance matrix; `windows` 0 judges every
+    held-out window."""
     from advisor.measure.quality.metrics import paired_comparison
 
     rows = []
@@ -163,12 +164,12 @@ def preset_vs_pick(r: Runner, work: Path, heldout: Path, models: list[dict[str, 
             ran = r.advisor("quantize", "--model", m["path"], "--preset", p, flag,
                             "--out", d / f"{p}-imatrix", "--json")
             size = int(ran.json()["size"]["value"])
-            preset = evaluate(r, d / f"{p}-imatrix", heldout, m["path"], windows=0)
+            preset = evaluate(r, d / f"{p}-imatrix", heldout, m["path"], windows=windows)
             ran = r.advisor("recommend", "--model", m["path"], "--max-size", str(size), *extra,
                             *(() if imatrix else ("--no-imatrix",)),
                             "--out", d / f"pick-at-{p}", "--json")
             rep = ran.json()
-            pick = evaluate(r, d / f"pick-at-{p}", heldout, m["path"], windows=0)
+            pick = evaluate(r, d / f"pick-at-{p}", heldout, m["path"], windows=windows)
             picked = next(c for c in rep["candidates"] if c["label"] == rep["pick"]["label"])
             rows.append({"model": m["name"], "float_native": m["float_native"], "budget_of": p,
                          "imatrix": imatrix,
