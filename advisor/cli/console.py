@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import sys
-from typing import Any
+from typing import IO, Any, cast
 
 from rich.console import Console
 from rich.table import Table
@@ -45,7 +45,8 @@ def console() -> Console:
     padding or control codes."""
     if sys.stdout.isatty():
         return Console(highlight=False)
-    return Console(highlight=False, file=_PlainLines(), width=_PIPE_WIDTH, color_system=None)
+    return Console(highlight=False, file=cast(IO[str], _PlainLines()), width=_PIPE_WIDTH,
+                   color_system=None)
 
 
 def show_hardware(hw: HardwareProfile) -> None:

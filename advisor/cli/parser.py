@@ -89,6 +89,17 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--target", default=None,
                             help="a catalogue device (see `advisor profiles`) instead of this host")
 
+    def requests(sp: argparse.ArgumentParser, prompt: int, new: int,
+                 concurrency: int | None = None) -> None:
+        """The workload's request shape (defaults from Workload or BenchWorkload)."""
+        sp.add_argument("--prompt-tokens", type=int, default=prompt,
+                        help="prompt tokens of each request")
+        sp.add_argument("--max-new-tokens", type=int, default=new,
+                        help="tokens generated per request")
+        if concurrency is not None:
+            sp.add_argument("--concurrency", type=int, default=concurrency,
+                            help="requests in flight at once")
+
     sp = sub.add_parser("probe", help="describe this host (or --target) as a HardwareProfile")
     common(sp, target=True)
     sp.add_argument("--out", default=".", help="output directory whose free disk is reported")
@@ -111,10 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="context tokens held in the KV cache (default prompt + new tokens)")
     sp.add_argument("--batch", type=int, default=defaults.concurrency,
                     help="concurrent sequences")
-    sp.add_argument("--prompt-tokens", type=int, default=defaults.prompt_tokens,
-                    help="prompt tokens of one request of the workload")
-    sp.add_argument("--max-new-tokens", type=int, default=defaults.new_tokens,
-                    help="tokens generated per request")
+    requests(sp, defaults.prompt_tokens, defaults.new_tokens)
 
     sp = sub.add_parser("quantize", help="quantize with one plan into an artifact directory")
     common(sp, model=True, target=True)
@@ -150,12 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("bench", help="measure an artifact's latency and memory")
     common(sp)
     sp.add_argument("--artifact", required=True, help="directory written by `advisor quantize`")
-    sp.add_argument("--prompt-tokens", type=int, default=bench_defaults.prompt_tokens,
-                    help="prompt tokens of each request")
-    sp.add_argument("--max-new-tokens", type=int, default=bench_defaults.new_tokens,
-                    help="tokens generated per request")
-    sp.add_argument("--concurrency", type=int, default=bench_defaults.concurrency,
-                    help="requests in flight at once (one runner each)")
+    requests(sp, bench_defaults.prompt_tokens, bench_defaults.new_tokens,
+             bench_defaults.concurrency)
     sp.add_argument("--requests", type=int, default=bench_defaults.n_requests,
                     help="measured requests (after the warm-up)")
     sp.add_argument("--warmup", type=int, default=bench_defaults.warmup,
@@ -172,12 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "bare)")
     sp.add_argument("--p95", help="p95 request latency limit, e.g. 3s, 250ms")
     sp.add_argument("--max-kld", help="mean KL divergence limit vs the F16 reference (nats)")
-    sp.add_argument("--prompt-tokens", type=int, default=defaults.prompt_tokens,
-                    help="prompt tokens of one request of the workload")
-    sp.add_argument("--max-new-tokens", type=int, default=defaults.new_tokens,
-                    help="tokens generated per request")
-    sp.add_argument("--concurrency", type=int, default=defaults.concurrency,
-                    help="requests served at once")
+    requests(sp, defaults.prompt_tokens, defaults.new_tokens, defaults.concurrency)
     sp.add_argument("--context", type=int, default=0, help="context tokens (0: prompt + new)")
     sp.add_argument("--candidates", type=int, default=rec.candidates,
                     help="search plans realized and measured (half of them, rounded down, from "
