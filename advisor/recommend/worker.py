@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +38,16 @@ def run_worker(study_name: str, storage: str, *, model: str | None = None,
         raise BadInput(f"--trials {trials} must be >= 1", "pass a positive integer or leave it out")
     job, rdb = load_job(storage, study_name)  # bad input fails before any progress output
     spec = inspect_model(resolve_job_model(job, model))
-    space = gguf_plan_space(spec, imatrix=job.imatrix)
-    table = gguf_sensitivity(spec, space, imatrix=job.imatrix, threads=threads, stages=stages)
+    # recommend runs a study in the whole space and one in the floored subspace, both on the
+    # table of the whole space (advisor.recommend.plans.gguf_search): the job's digest says which
+    free = gguf_plan_space(spec, imatrix=job.imatrix, floor_roles=())
+    spaces = {s.digest(): s for s in (free, gguf_plan_space(spec, imatrix=job.imatrix))}
+    space = spaces.get(job.space_digest, free) if job.space_digest else free
     if job.space_digest and space.digest() != job.space_digest:
-        raise BadInput(f"this host's plan space ({space.digest()}) differs from the study's "
+        raise BadInput(f"this host's plan spaces ({', '.join(spaces)}) differ from the study's "
                        f"({job.space_digest})", "use the same quant-advisor version on every host")
+    table = gguf_sensitivity(spec, free, imatrix=job.imatrix, threads=threads, stages=stages)
+    table = replace(table, space=space)
     evaluate = None
     if job.measure is not None:
         from advisor.recommend.measured import MeasuredEvaluator
