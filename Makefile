@@ -37,7 +37,9 @@ test: $(STAMP)
 	$(VENV)/bin/pytest -q
 
 # The benchmark suite (not part of `make test`): regenerates BENCHMARKS.md and
-# data/benchmarks/*.png; artifacts and results.json go to bench-out/. 54.7 min measured on 2 cores.
+# data/benchmarks/*.png; artifacts and results.json go to bench-out/. The whole run took 47.5 min
+# on 2 cores before the float-native section, which took 29.0 min alone (SECTION=float-native,
+# user's cache partly warm); the whole run with it has not been timed yet.
 bench: $(STAMP)
 	$(PY) -m advisor.benchmarks --out bench-out --md BENCHMARKS.md --section $(SECTION)
 
