@@ -22,8 +22,8 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
 def file_sha256(path: str | Path) -> str:
     """sha256 of a file's whole content, computed once per (path, size, mtime) and memoised in
     the cache (`digests/`): a 16 GB model is read once, not at every run. A file changed in
-    place gets a new mtime, hence a new digest (a sampled identity had given a source with 95%
-    of its weights zeroed the original's cached reference and KL)."""
+    place gets a new mtime, hence a new digest (issue 22 found that the sampled identity this
+    replaces gave a source with 95% of its weights zeroed the original's cached reference)."""
     p = Path(path).resolve()
     st = p.stat()
     key = hashlib.sha256(f"{_DIGEST_VERSION}|{p}|{st.st_size}|{st.st_mtime_ns}".encode())

@@ -34,7 +34,6 @@ a test's tmp_path) and reuses a file already written.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -139,24 +138,28 @@ def write_gguf(reader: object, tensors: Tensors, dst: Path, name_suffix: str) ->
     fields = reader.fields  # type: ignore[attr-defined]
     arch = fields["general.architecture"].contents()
     tmp = dst.with_name(f".{dst.name}.tmp")
-    w = gguf.GGUFWriter(str(tmp), arch)
-    for key, field in fields.items():
-        if key.startswith("GGUF.") or key == "general.architecture":
-            continue
-        value = field.contents()
-        if key == "general.file_type":
-            value = int(gguf.LlamaFileType.MOSTLY_F16)
-        elif key == "general.name":
-            value = f"{value} {name_suffix}"
-        sub = field.types[-1] if field.types[0] == gguf.GGUFValueType.ARRAY else None
-        w.add_key_value(key, value, field.types[0], sub_type=sub)
-    for name in sorted(tensors, key=lambda n: (not n.startswith("token_embd"), n)):
-        arr = tensors[name]
-        w.add_tensor(name, arr.astype(np.float32 if arr.ndim == 1 else np.float16))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    try:
+        w = gguf.GGUFWriter(str(tmp), arch)
+        for key, field in fields.items():
+            if key.startswith("GGUF.") or key == "general.architecture":
+                continue
+            value = field.contents()
+            if key == "general.file_type":
+                value = int(gguf.LlamaFileType.MOSTLY_F16)
+            elif key == "general.name":
+                value = f"{value} {name_suffix}"
+            sub = field.types[-1] if field.types[0] == gguf.GGUFValueType.ARRAY else None
+            w.add_key_value(key, value, field.types[0], sub_type=sub)
+        for name in sorted(tensors, key=lambda n: (not n.startswith("token_embd"), n)):
+            arr = tensors[name]
+            w.add_tensor(name, arr.astype(np.float32 if arr.ndim == 1 else np.float16))
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # no half-written model beside the finished ones
+        raise
     os.replace(tmp, dst)
 
 
@@ -170,17 +173,16 @@ def build_float_native(src: Path, dst_dir: Path, transform: str, seed: int = 0) 
         return dst
     dst_dir.mkdir(parents=True, exist_ok=True)
     reader, tensors = read_weights(src)
-    fields = reader.fields  # type: ignore[attr-defined]
-    arch = fields["general.architecture"].contents()
-    fn: Callable[[Tensors], Tensors]
     if transform == "rotate":
-        fn = lambda t: rotate_residual(t, seed)  # noqa: E731
+        out = rotate_residual(tensors, seed)
     else:
+        fields = reader.fields  # type: ignore[attr-defined]
+        arch = fields["general.architecture"].contents()
         n_head = int(fields[f"{arch}.attention.head_count"].contents())
-        n_kv = int(fields.get(f"{arch}.attention.head_count_kv", fields[
-            f"{arch}.attention.head_count"]).contents())
-        fn = lambda t: rescale_channels(t, n_head, n_kv, seed)  # noqa: E731
-    write_gguf(reader, fn(tensors), dst, f"float-native ({transform}, seed {seed})")
+        kv_key = f"{arch}.attention.head_count_kv"
+        n_kv = int(fields[kv_key].contents()) if kv_key in fields else n_head
+        out = rescale_channels(tensors, n_head, n_kv, seed)
+    write_gguf(reader, out, dst, f"float-native ({transform}, seed {seed})")
     return dst
 
 

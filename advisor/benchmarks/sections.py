@@ -137,8 +137,9 @@ def float_native_models(work: Path) -> list[dict[str, Any]]:
 
     root = work / "models"
     gemma = gemma3_gguf(root)
-    return [{"name": "SmolLM2-135M, rotated (float-native)", "float_native": True,
-             "path": str(build_float_native(resolve_model(MODEL), root, "rotate"))},
+    return [
+        {"name": "SmolLM2-135M, rotated (float-native)", "float_native": True,
+         "path": str(build_float_native(resolve_model(MODEL), root, "rotate"))},
         {"name": "Gemma 3 270M, rescaled (float-native)", "float_native": True,
          "path": str(build_float_native(gemma, root, "rescale"))},
         {"name": "Gemma 3 270M (Q4_K_M source)", "float_native": False, "path": str(gemma)},
@@ -160,11 +161,12 @@ def preset_vs_pick(r: Runner, work: Path, heldout: Path, models: list[dict[str, 
     for i, m in enumerate(models):
         for p in budgets:
             d = work / "float-native" / f"m{i}"
-            flag = "--imatrix" if imatrix else "--no-imatrix"
-            ran = r.advisor("quantize", "--model", m["path"], "--preset", p, flag,
-                            "--out", d / f"{p}-imatrix", "--json")
+            preset_dir = d / (p + ("-imatrix" if imatrix else ""))
+            ran = r.advisor("quantize", "--model", m["path"], "--preset", p,
+                            "--imatrix" if imatrix else "--no-imatrix", "--out", preset_dir,
+                            "--json")
             size = int(ran.json()["size"]["value"])
-            preset = evaluate(r, d / f"{p}-imatrix", heldout, m["path"], windows=windows)
+            preset = evaluate(r, preset_dir, heldout, m["path"], windows=windows)
             ran = r.advisor("recommend", "--model", m["path"], "--max-size", str(size), *extra,
                             *(() if imatrix else ("--no-imatrix",)),
                             "--out", d / f"pick-at-{p}", "--json")
@@ -172,8 +174,7 @@ def preset_vs_pick(r: Runner, work: Path, heldout: Path, models: list[dict[str, 
             pick = evaluate(r, d / f"pick-at-{p}", heldout, m["path"], windows=windows)
             picked = next(c for c in rep["candidates"] if c["label"] == rep["pick"]["label"])
             rows.append({"model": m["name"], "float_native": m["float_native"], "budget_of": p,
-                         "imatrix": imatrix,
-                         "budget": size, "preset": preset, "pick": pick,
+                         "imatrix": imatrix, "budget": size, "preset": preset, "pick": pick,
                          "picked": picked["label"], "picked_kind": picked["kind"],
                          "pick_size": picked["size_measured"], "search": rep.get("search", {}),
                          "recommend_s": round(ran.seconds, 1),

@@ -54,30 +54,27 @@ def pareto_front(points: Sequence[tuple[str, float, float]]) -> list[str]:
 _TARGET_FLAGS = {"size": "max-size", "memory": "mem/vram", "p95": "p95", "KL": "max-kld"}
 
 
-def pick(results: list[CandidateResult]) -> tuple[CandidateResult, str]:
-    """The lowest measured KL (then fewest bytes) among the candidates meeting every target, and
-    the reason in words; Infeasible (exit 3) when none does."""
+def pick(results: list[CandidateResult]
+         ) -> tuple[CandidateResult, str, dict[str, Any] | None]:
+    """The lowest measured KL (then fewest bytes) among the candidates meeting every target, the
+    reason in words, and the pick against the best stock preset meeting them (versus_preset;
+    None when there is none or they were not scored on the same windows); Infeasible (exit 3)
+    when no candidate meets the targets."""
     feasible = [r for r in results if r.feasible]
     if not feasible:
         raise_infeasible(results)
     best = min(feasible, key=lambda r: (r.kl, r.size))
     reason = (f"lowest measured mean KL ({best.kl:.4f} nats) of the {len(feasible)} measured "
               "candidates meeting every target")
-    preset = best_preset(results, best)
-    if preset is not None:
+    preset = min((r for r in feasible if r.kind == "preset"), key=lambda r: r.kl, default=None)
+    versus = None
+    if preset is not None and preset is not best:
         reason += (f"; the best stock preset meeting them, {preset.label}, measures "
                    f"{preset.kl:.4f} nats at {preset.size:,} bytes")
         versus = versus_preset(best, preset)
         if versus is not None:
             reason += "; " + versus_text(versus)
-    return best, reason
-
-
-def best_preset(results: list[CandidateResult], best: CandidateResult) -> CandidateResult | None:
-    """The lowest-KL stock preset meeting every target, when the pick is not it."""
-    preset = min((r for r in results if r.feasible and r.kind == "preset"), key=lambda r: r.kl,
-                 default=None)
-    return None if preset is best else preset
+    return best, reason, versus
 
 
 def versus_preset(best: CandidateResult, preset: CandidateResult) -> dict[str, Any] | None:

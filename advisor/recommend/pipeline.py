@@ -24,8 +24,8 @@ from advisor.recommend import candidates as cands
 from advisor.recommend import emit, plans, results
 from advisor.recommend.config import EVAL_WINDOW, RecommendConfig
 from advisor.recommend.offers import GGUF, backend_offers, hf_candidates, offered
-from advisor.recommend.pick import best_preset, search_notes, versus_preset
 from advisor.recommend.pick import pick as pick_one
+from advisor.recommend.pick import search_notes
 from advisor.targets import Targets
 
 
@@ -139,10 +139,8 @@ def recommend(model: str, targets: Targets, target: str | None, out: Path,
     with clock.stage("pick"):
         summary = emit.Summary.of(measured)
         emit.write_summary(work, summary, found.info, clock)
-        best, reason = pick_one(measured)
+        best, reason, versus = pick_one(measured)
         reason += search_notes(found.info)
-        preset = best_preset(measured, best)
-        versus = versus_preset(best, preset) if preset is not None else None
 
     t_emit = time.perf_counter()
     with clock.stage("emit"), stages.step(f"writing the artifact to {out}"):

@@ -23,7 +23,7 @@ from advisor.progress.clock import StageClock
 from advisor.recommend.budget import memory_limits
 from advisor.recommend.candidates import Candidate
 from advisor.recommend.config import EVAL_WINDOW, RecommendConfig
-from advisor.search import SearchConfig, TrialRecord, run_search
+from advisor.search import SearchConfig, SearchResult, TrialRecord, run_search
 from advisor.sensitivity import SensitivityTable
 from advisor.space import HfPlanSpace, PlanSpace
 from advisor.targets import Targets
@@ -150,7 +150,7 @@ def gguf_search(run: SearchRun, spec: ModelSpec, space: PlanSpace, table: Sensit
 
 
 def _study(run: SearchRun, spec: ModelSpec, space: PlanSpace, table: SensitivityTable,
-           budget: int) -> Any:
+           budget: int) -> SearchResult:
     """One Optuna study of `space` on `table`, registered as a job so that `advisor worker
     --study NAME` on other hosts can join in; its SearchResult."""
     from advisor.artifact.cache import file_identity

@@ -81,7 +81,7 @@ def test_benches_run_in_pick_order_until_one_meets_every_target() -> None:
     by = {r.label: r for r in results}
     assert by["b"].memory.origin.value == "measured" and by["b"].bench is not None
     assert by["a"].bench is None and "not benched" in by["a"].p95.what
-    best, reason = pick(results)
+    best, reason, _ = pick(results)
     assert best.label == "b" and "0.1000" in reason
     every = measure_candidates(realized, lambda r: _kl(a_quality(), kls[r.candidate.label]),
                                bench, True, _targets(), replace(CFG, bench_all=True))
@@ -167,8 +167,6 @@ def test_the_floor_keeps_the_head_and_a_tied_embedding_only() -> None:
 
 
 def test_the_pick_against_the_best_preset_carries_a_paired_error_bar() -> None:
-    from advisor.recommend.pick import best_preset, versus_preset
-
     realized = [_realized("s", 90), _realized("Q3_K_M", 95, kind="preset")]
     windows = {"s": (0.08, 0.21, 0.12), "Q3_K_M": (0.10, 0.30, 0.15)}
 
@@ -179,14 +177,13 @@ def test_the_pick_against_the_best_preset_carries_a_paired_error_bar() -> None:
             lambda r: a_bench(), True, _targets(), CFG)
 
     results = judged(windows)
-    best, reason = pick(results)
-    preset = best_preset(results, best)
-    assert best.label == "s" and preset is not None and preset.label == "Q3_K_M"
-    v = versus_preset(best, preset)
-    assert v is not None and v["resolved"] and v["n_windows"] == 3
+    best, reason, v = pick(results)
+    assert best.label == "s" and v is not None and v["preset"] == "Q3_K_M"
+    assert v["resolved"] and v["n_windows"] == 3
     assert v["ratio"] == pytest.approx(0.41 / 0.55)
     assert f"{v['ratio']:.2f}x the preset's" in reason and "a resolved difference" in reason
     # the same means, but the pick is not better on every window: not resolved, and said so
     mixed = judged({"s": (0.25, 0.06, 0.10), "Q3_K_M": (0.10, 0.30, 0.15)})
-    best, reason = pick(mixed)
-    assert best.label == "s" and "not resolved" in reason and "--eval-windows" in reason
+    best, reason, v = pick(mixed)
+    assert best.label == "s" and v is not None and not v["resolved"]
+    assert "not resolved" in reason and "--eval-windows" in reason
