@@ -70,7 +70,13 @@ def test_killed_recommend_resumes(tmp_path: Path, sig: signal.Signals, stage: st
     if sig != signal.SIGKILL:  # a handled signal removes its staging directory
         assert not list(tmp_path.glob("rec.candidates/.*.partial-*"))
     before = _complete_trials(db)
-    assert before and (stage == "search") == (len(before) < TRIALS)
+    # SIGKILL stops the search where it is. A SIGINT may land where it is swallowed and take
+    # effect at the next stage boundary (advisor.progress.interrupt), after the study's last
+    # trial: no report either way. On a faster instance that happened in 2 of 4 runs alone.
+    if stage == "realize":
+        assert len(before) == TRIALS
+    else:
+        assert before and len(before) < TRIALS if sig == signal.SIGKILL else len(before) <= TRIALS
 
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
