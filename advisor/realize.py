@@ -12,6 +12,7 @@ from typing import Any
 
 from advisor import formats
 from advisor.artifact import check_out_dir, staging, write_report
+from advisor.artifact.serving import serving_for
 from advisor.errors import BadInput
 from advisor.estimate import Workload, estimate
 from advisor.figures import BYTES, Figure, Origin
@@ -95,22 +96,24 @@ def _keep(dtype: str) -> str:
 
 def quantize_artifact(spec: ModelSpec, plan: QuantPlan, hw: HardwareProfile, out: Path,
                       options: QuantizeOptions, workload: Workload, stages: Stages,
-                      calib_text: str) -> dict[str, Any]:
-    """Write the artifact for `plan` atomically; return its report."""
+                      calib_text: str, force: bool = False) -> dict[str, Any]:
+    """Write the artifact for `plan` atomically; return its report. An artifact already at
+    `out` is replaced only with `force`; `out` may not be or contain the source."""
     from backends import get_backend
 
     backend = get_backend(plan.backend)
     ok = backend.available()
     if not ok:
         raise BadInput(f"backend {plan.backend} cannot run here: {ok.reason}", "install it")
-    check_out_dir(out)
-    with staging(out) as tmp:
+    check_out_dir(out, force, spec.path)
+    with staging(out, force=force) as tmp:
         with stages.step(f"quantizing {spec.name} as {plan.label or plan.backend}"):
             written = backend.quantize(spec, plan, tmp, options)
         (tmp / PLAN_FILE).write_text(json.dumps(written.to_dict(), indent=2) + "\n")
         est = estimate(spec, written, hw, workload)
         served = backend.serves_on(hw)
-        files = backend.serve_files(tmp, written, hw, workload.context_tokens)
+        serving = serving_for(spec, written, hw, workload, options.context, options.memory_limit)
+        files = backend.serve_files(tmp, written, hw, serving)
         for name, text in files.items():
             (tmp / name).write_text(text)
             if name.endswith(".sh"):
@@ -130,7 +133,8 @@ def quantize_artifact(spec: ModelSpec, plan: QuantPlan, hw: HardwareProfile, out
             "size": Figure(sum(p.stat().st_size for p in weights), BYTES,
                            Origin.MEASURED).to_dict(),
             "estimate": est.to_dict(),
-            "serve": {"files": sorted(files), "command": f"./{next(iter(files), 'serve.sh')}"},
+            "serve": {"files": sorted(files), "command": f"./{next(iter(files), 'serve.sh')}",
+                      **serving.to_dict()},
             "measurements": {},
             "provenance": provenance(options.seed, {"calibration": calib_text}
                                      if written.options.get("imatrix")

@@ -81,9 +81,13 @@ def load_text(path: str | Path | None = None, kind: str = "evaluation") -> str:
     if not p.is_file():
         raise BadInput(f"{kind} text {p} does not exist", "pass an existing UTF-8 text file")
     try:
-        return p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise BadInput(f"{kind} text {p} is not UTF-8: {e}", "pass a UTF-8 text file") from e
+        raise BadInput(f"{kind} text {p} is not UTF-8: {e}", "pass a UTF-8 text file") from None
+    if not text.strip():  # "" means "the default" downstream: an empty file must not mean that
+        raise BadInput(f"{kind} text {p} is empty",
+                       "pass a text file with content, or leave the flag out for the default")
+    return text
 
 
 WINDOW_SCHEMA_VERSION = 1

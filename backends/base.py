@@ -13,6 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from advisor.artifact.serving import Serving
 from advisor.hardware import HardwareProfile
 from advisor.modelspec import ModelSpec
 from advisor.plan import QuantPlan
@@ -40,6 +41,11 @@ class QuantizeOptions:
     threads: int = 0  # 0 = all cores
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    imatrix_file: str | None = None  # an existing importance matrix (llama.cpp's formats)
+    # the serving files' context: 0 = the model's trained context capped to fit memory_limit
+    # (bytes; None = the target's memory); see advisor.artifact.serving
+    context: int = 0
+    memory_limit: int | None = None
 
 
 @runtime_checkable
@@ -85,6 +91,7 @@ class Backend(Protocol):
         ...
 
     def serve_files(self, artifact_dir: Path, plan: QuantPlan, hw: HardwareProfile,
-                    n_ctx: int) -> dict[str, str]:
-        """Serving files to add to the artifact (file name -> text): serve.sh, Modelfile, ..."""
+                    serving: Serving) -> dict[str, str]:
+        """Serving files to add to the artifact (file name -> text): serve.sh, Modelfile, ...,
+        with the context, parallel slots and interpreter of `serving`."""
         ...

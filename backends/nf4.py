@@ -40,6 +40,7 @@ from typing import Any
 
 import torch
 
+from advisor.artifact.serving import Serving
 from advisor.errors import BadInput
 from advisor.hardware import HardwareProfile
 from advisor.modelspec import LINEAR_ROLES, ModelSpec
@@ -187,20 +188,15 @@ def compute_in_float32(model: torch.nn.Module) -> None:
             t.data = t.data.float()
 
 
-def serve_script(n_ctx: int) -> str:
-    ctx = f" --max-model-len {n_ctx}" if n_ctx else ""
-    return (
-        "#!/usr/bin/env bash\n"
-        "# OpenAI-compatible server for this pre-quantized bitsandbytes NF4 checkpoint (vLLM\n"
-        "# reads quant_method \"bitsandbytes\" from config.json); pip install vllm bitsandbytes\n"
-        "# on a CUDA host. --load-format is implied by --quantization from vLLM 0.7 on; older\n"
-        "# releases need it. vLLM does not shard pre-quantized bitsandbytes weights across GPUs:\n"
-        "# use --pipeline-parallel-size, not --tensor-parallel-size.\n"
-        "set -euo pipefail\n"
-        'DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"\n'
-        f'exec vllm serve "$DIR" --quantization bitsandbytes --load-format bitsandbytes '
-        f'--dtype {COMPUTE_DTYPE}{ctx} "$@"\n'
-    )
+def serve_script(serving: Serving) -> str:
+    """vLLM's server for a pre-quantized bitsandbytes NF4 checkpoint (vLLM reads quant_method
+    "bitsandbytes" from config.json; --load-format is implied by --quantization from vLLM 0.7
+    on, older releases need it). vLLM does not shard pre-quantized bitsandbytes weights across
+    GPUs: use --pipeline-parallel-size, not --tensor-parallel-size."""
+    from backends.hf.serve import serve_script as vllm_script
+
+    return vllm_script(serving, COMPUTE_DTYPE,
+                       " --quantization bitsandbytes --load-format bitsandbytes")
 
 
 def transformers_snippet() -> str:
@@ -211,8 +207,8 @@ def transformers_snippet() -> str:
         "from pathlib import Path\n\n"
         "from transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
         "here = Path(__file__).resolve().parent\n"
-        "model = AutoModelForCausalLM.from_pretrained(here)\n"
-        "tok = AutoTokenizer.from_pretrained(here)\n"
+        "model = AutoModelForCausalLM.from_pretrained(here, trust_remote_code=False)\n"
+        "tok = AutoTokenizer.from_pretrained(here, trust_remote_code=False)\n"
         'ids = tok("The capital of France is", return_tensors="pt").to(model.device)\n'
         "print(tok.decode(model.generate(**ids, max_new_tokens=16)[0]))\n"
     )
@@ -279,7 +275,7 @@ class Nf4Backend:
         return runner
 
     def serve_files(self, artifact_dir: Path, plan: QuantPlan, hw: HardwareProfile,
-                    n_ctx: int) -> dict[str, str]:
+                    serving: Serving) -> dict[str, str]:
         from backends.hf.serve import SERVE_SCRIPT, SNIPPET
 
-        return {SERVE_SCRIPT: serve_script(n_ctx), SNIPPET: transformers_snippet()}
+        return {SERVE_SCRIPT: serve_script(serving), SNIPPET: transformers_snippet()}

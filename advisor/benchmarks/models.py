@@ -38,7 +38,8 @@ def build_family_model(size: FamilySize, root: Path) -> Path:
     if (out / "config.json").is_file() and any(out.glob("*.safetensors")):
         return out
     src = resolve_model("smollm2-135m")
-    cfg = transformers.AutoConfig.from_pretrained(str(src.parent), gguf_file=src.name)
+    cfg = transformers.AutoConfig.from_pretrained(str(src.parent), gguf_file=src.name,
+                                                  trust_remote_code=False)
     cfg.hidden_size, cfg.num_hidden_layers = size.hidden, size.layers
     cfg.intermediate_size = size.ffn
     cfg.num_attention_heads, cfg.num_key_value_heads = size.heads, size.kv_heads
@@ -48,7 +49,8 @@ def build_family_model(size: FamilySize, root: Path) -> Path:
     model = transformers.LlamaForCausalLM(cfg).half()
     tmp = out.with_name(out.name + ".tmp")
     model.save_pretrained(tmp, safe_serialization=True)
-    tok = transformers.AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
+    tok = transformers.AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name,
+                                                     trust_remote_code=False)
     tok.save_pretrained(tmp)
     tmp.rename(out)
     return out

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+import shlex
 import sys
 from typing import IO, Any, cast
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from advisor.errors import printable
 from advisor.estimate import Estimate, Workload
 from advisor.figures import Figure, fig, human_bytes, human_seconds
 from advisor.hardware import HardwareProfile
@@ -36,6 +39,13 @@ class _PlainLines(io.TextIOBase):
         sys.stdout.flush()
 
 
+def shown(value: object) -> str:
+    """`value` as rich markup that prints it literally: control characters and escape sequences
+    removed (advisor.errors.printable), markup such as `[bold]` or a path's `[v2]` escaped. Every
+    string of a model file, a path, a probe or a report goes through this (or is a Text)."""
+    return escape(printable(value))
+
+
 # Wide enough that no path or note is wrapped when stdout is a file or a pipe
 _PIPE_WIDTH = 1000
 
@@ -51,11 +61,12 @@ def console() -> Console:
 
 def show_hardware(hw: HardwareProfile) -> None:
     c = console()
-    c.print(f"[bold]{hw.name}[/bold]  [dim]source: {hw.source}[/dim]")
+    c.print(f"[bold]{shown(hw.name)}[/bold]  [dim]source: {shown(hw.source)}[/dim]")
     t = Table(show_header=False, box=None, pad_edge=False)
     cpu = hw.cpu
-    t.add_row("CPU", f"{cpu.model} - {cpu.physical_cores} physical / {cpu.logical_cores} logical")
-    t.add_row("ISA", ", ".join(cpu.isa) or "-")
+    t.add_row("CPU", f"{shown(cpu.model)} - {cpu.physical_cores} physical / "
+                     f"{cpu.logical_cores} logical")
+    t.add_row("ISA", shown(", ".join(cpu.isa)) or "-")
     t.add_row("RAM", f"{fig(cpu.ram_total)} total, {fig(cpu.ram_available)} available")
     t.add_row("RAM bandwidth", fig(cpu.memory_bandwidth))
     if hw.disk_free is not None:
@@ -64,15 +75,15 @@ def show_hardware(hw: HardwareProfile) -> None:
         t.add_row("Accelerators", "none (CPU runtimes only)")
     for i, a in enumerate(hw.accelerators):
         rates = ", ".join(f"{k} {v.value:g}" for k, v in a.peak_tflops.items())
-        t.add_row(f"GPU {i}", f"{a.name} ({a.vendor.value}, {a.arch or '?'})")
+        t.add_row(f"GPU {i}", shown(f"{a.name} ({a.vendor.value}, {a.arch or '?'})"))
         t.add_row("  memory", f"{fig(a.memory)}{' unified' if a.unified_memory else ''}")
         t.add_row("  bandwidth", fig(a.memory_bandwidth))
-        t.add_row("  peak TFLOP/s", rates or "-")
+        t.add_row("  peak TFLOP/s", shown(rates) or "-")
         t.add_row("  supports", ", ".join(c.value for c in a.capabilities) or "-")
     for rt, fmts in hw.runtimes.items():
-        t.add_row(f"serves ({rt})", ", ".join(fmts))
+        t.add_row(f"serves ({shown(rt)})", shown(", ".join(fmts)))
     for n in hw.notes:
-        t.add_row("note", n)
+        t.add_row("note", shown(n))
     c.print(t)
 
 
@@ -93,7 +104,8 @@ def show_profiles(targets: list[HardwareProfile]) -> None:
         kind = (a.arch or a.vendor.value) if a else "cpu"
         serves = ", ".join(f for rt, fs in hw.runtimes.items() if rt != "llama.cpp" for f in fs)
         hf = "fp8" if "W8A8-FP8" in serves else "int4/8" if serves else "-"
-        t.add_row(hw.source.removeprefix("profile:"), kind, f"{mem.value / 2**30:.0f} GiB",
+        t.add_row(shown(hw.source.removeprefix("profile:")), shown(kind),
+                  f"{mem.value / 2**30:.0f} GiB",
                   f"{bw.value / 1e9:,.0f}" if bw else "-", rate("fp16"), rate("int8"),
                   rate("fp8"), hf)
     console().print(t)
@@ -103,9 +115,9 @@ def show_profiles(targets: list[HardwareProfile]) -> None:
 
 def show_model(spec: ModelSpec, tensors: bool = False) -> None:
     c = console()
-    c.print(f"[bold]{spec.name}[/bold]  [dim]{spec.format.value}: {spec.path}[/dim]")
+    c.print(f"[bold]{shown(spec.name)}[/bold]  [dim]{spec.format.value}: {shown(spec.path)}[/dim]")
     t = Table(show_header=False, box=None, pad_edge=False)
-    t.add_row("architecture", spec.architecture)
+    t.add_row("architecture", shown(spec.architecture))
     t.add_row("parameters", f"{spec.n_params:,}")
     t.add_row("layers", str(spec.n_layers))
     t.add_row("hidden / ffn", f"{spec.hidden_size} / {spec.intermediate_size}")
@@ -115,10 +127,10 @@ def show_model(spec: ModelSpec, tensors: bool = False) -> None:
     t.add_row("tied embeddings", "yes" if spec.tied_embeddings else "no")
     t.add_row("tensor bytes", human_bytes(spec.source_bytes))
     dtypes = ", ".join(f"{k} {v / spec.n_params:.1%}" for k, v in spec.dtype_counts().items())
-    t.add_row("stored as", dtypes)
+    t.add_row("stored as", shown(dtypes))
     roles = ", ".join(f"{k} {v:,}" for k, v in spec.role_counts().items())
-    t.add_row("params by role", roles)
-    q = spec.source_quantization
+    t.add_row("params by role", shown(roles))
+    q = shown(spec.source_quantization or "")
     if q:
         t.add_row("[yellow]already quantized[/yellow]",
                   f"[yellow]source is {q}: its reference is the dequantized {q} weights, so "
@@ -129,18 +141,19 @@ def show_model(spec: ModelSpec, tensors: bool = False) -> None:
         for col in ("name", "role", "layer", "shape", "type", "params"):
             tt.add_column(col)
         for x in spec.tensors:
-            tt.add_row(x.canonical, x.role.value, "" if x.layer is None else str(x.layer),
-                       "x".join(map(str, x.shape)), x.dtype, f"{x.n_params:,}")
+            tt.add_row(shown(x.canonical), x.role.value, "" if x.layer is None else str(x.layer),
+                       "x".join(map(str, x.shape)), shown(x.dtype), f"{x.n_params:,}")
         c.print(tt)
 
 
 def show_estimate(spec: ModelSpec, plan: QuantPlan, hw: HardwareProfile, wl: Workload,
                   est: Estimate) -> None:
     c = console()
-    c.print(f"[bold]{spec.name}[/bold] as [bold]{plan.label}[/bold] on [bold]{est.device}[/bold] "
-            f"via {est.runtime}  [dim](every figure predicted)[/dim]")
+    c.print(f"[bold]{shown(spec.name)}[/bold] as [bold]{shown(plan.label)}[/bold] on "
+            f"[bold]{shown(est.device)}[/bold] via {shown(est.runtime)}  "
+            "[dim](every figure predicted)[/dim]")
     t = Table(show_header=False, box=None, pad_edge=False)
-    t.add_row("formats", ", ".join(f"{k} x{v}" for k, v in plan.format_counts().items()))
+    t.add_row("formats", shown(", ".join(f"{k} x{v}" for k, v in plan.format_counts().items())))
     t.add_row("bits per weight", f"{est.bits_per_weight:.3f}")
     t.add_row("weights", fig(est.weights))
     t.add_row("file size", fig(est.file_size))
@@ -156,7 +169,7 @@ def show_estimate(spec: ModelSpec, plan: QuantPlan, hw: HardwareProfile, wl: Wor
     t.add_row("per-token latency", fig(est.per_token))
     t.add_row("request latency", fig(est.request_latency))
     for a in est.assumptions:
-        t.add_row("assumes", f"[dim]{a}[/dim]")
+        t.add_row("assumes", f"[dim]{shown(a)}[/dim]")
     c.print(t)
 
 
@@ -166,11 +179,11 @@ def show_artifact(out: object, report: dict) -> None:  # type: ignore[type-arg]
     counts: dict[str, int] = {}
     for f in plan["tensor_formats"].values():
         counts[f] = counts.get(f, 0) + 1
-    c.print(f"[bold green]wrote[/bold green] {out}  [dim]({report['label']}, "
+    c.print(f"[bold green]wrote[/bold green] {shown(out)}  [dim]({shown(report['label'])}, "
             f"{human_bytes(report['size']['value'])} measured)[/dim]")
     t = Table(show_header=False, box=None, pad_edge=False)
-    t.add_row("types", ", ".join(f"{k} x{v}" for k, v in sorted(counts.items(),
-                                                                  key=lambda kv: -kv[1])))
+    t.add_row("types", shown(", ".join(f"{k} x{v}" for k, v in sorted(counts.items(),
+                                                                        key=lambda kv: -kv[1]))))
     fb = plan["options"].get("fallbacks") or {}
     if fb:
         t.add_row("fallbacks", f"{len(fb)} tensors written in another type than planned "
@@ -178,14 +191,14 @@ def show_artifact(out: object, report: dict) -> None:  # type: ignore[type-arg]
     t.add_row("imatrix", "yes" if plan["options"].get("imatrix") else "no")
     note = report["model"].get("source_note")
     if note:
-        t.add_row("[yellow]note[/yellow]", f"[yellow]{note}[/yellow]")
-    t.add_row("serve", f"cd {out} && {report['serve']['command']}")
+        t.add_row("[yellow]note[/yellow]", f"[yellow]{shown(note)}[/yellow]")
+    t.add_row("serve", shown(f"cd {shlex.quote(str(out))} && {report['serve']['command']}"))
     c.print(t)
 
 
 def show_quality(spec: ModelSpec, q: Any) -> None:
     c = console()
-    c.print(f"[bold]quality[/bold] vs the F16 reference of {spec.name}  [dim]({q.n_windows} "
+    c.print(f"[bold]quality[/bold] vs the F16 reference of {shown(spec.name)}  [dim]({q.n_windows} "
             f"windows of {q.window} tokens, {q.n_tokens} scored, every figure measured)[/dim]")
     t = Table(show_header=False, box=None, pad_edge=False)
     ci = q.mean_kl.ci95
@@ -198,7 +211,7 @@ def show_quality(spec: ModelSpec, q: Any) -> None:
     t.add_row("time", human_seconds(q.eval_seconds.value))
     if spec.source_quantization:
         t.add_row("[yellow]note[/yellow]", f"[yellow]the reference is the dequantized "
-                  f"{spec.source_quantization} source[/yellow]")
+                  f"{shown(spec.source_quantization)} source[/yellow]")
     c.print(t)
 
 

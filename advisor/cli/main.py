@@ -8,11 +8,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
-from advisor.errors import AdvisorError, BadInput
+from advisor.errors import AdvisorError, BadInput, printable, redact
 from advisor.progress import interrupt
 
 log = logging.getLogger("advisor")
@@ -20,6 +21,18 @@ log = logging.getLogger("advisor")
 
 def _emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _write_lines(*lines: str) -> None:
+    """Plain lines on stdout, each printable (no escape codes of a model's or a path's text)."""
+    sys.stdout.write("".join(printable(line) + "\n" for line in lines))
+
+
+class _SafeFormatter(logging.Formatter):
+    """Log lines without terminal escape codes and without the secrets of any URL in them."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(printable(super().format(record), newlines=True))
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
@@ -88,6 +101,16 @@ def _stages(args: argparse.Namespace) -> Any:
     return Stages(enabled=not (args.json or args.quiet))
 
 
+def imatrix_args(value: bool | str) -> tuple[bool, str | None]:
+    """`--imatrix [FILE]` / `--no-imatrix` as (use one, the user's file or None)."""
+    if isinstance(value, str):
+        if not Path(value).expanduser().is_file():
+            raise BadInput(f"--imatrix {value} is not a file", "pass an importance matrix "
+                           "written by llama-imatrix, or --imatrix alone to compute one")
+        return True, str(Path(value).expanduser())
+    return bool(value), None
+
+
 def cmd_quantize(args: argparse.Namespace) -> int:
     from advisor.cli.console import show_artifact
     from advisor.estimate import Workload
@@ -98,8 +121,12 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from backends.base import QuantizeOptions
 
     out = Path(args.out)
+    use_imatrix, imatrix_file = imatrix_args(args.imatrix)
+    if args.context < 0 or args.concurrency < 1:
+        raise BadInput(f"--context {args.context} --concurrency {args.concurrency}",
+                       "pass --context >= 0 (0: the trained context) and --concurrency >= 1")
     spec = inspect_model(args.model)
-    plan = resolve_plan(spec, args.preset, args.plan, args.imatrix, args.group_size,
+    plan = resolve_plan(spec, args.preset, args.plan, use_imatrix, args.group_size,
                         backend=args.backend, bits=args.bits)
     if plan.backend != args.backend:
         raise BadInput(f"--preset/--plan gives a {plan.backend} plan but --backend is "
@@ -107,12 +134,12 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     hw = get_hardware(args.target, out.parent)
     calib = load_text(args.calib_text, "calibration")
     _preflight_quantize(spec, plan, hw, out)
-    options = QuantizeOptions(calib_text=calib, imatrix=args.imatrix, threads=args.threads,
-                              seed=args.seed)
+    options = QuantizeOptions(calib_text=calib, imatrix=use_imatrix, threads=args.threads,
+                              seed=args.seed, imatrix_file=imatrix_file, context=args.context)
+    workload = Workload(concurrency=args.concurrency, context=args.context)
     with _stages(args) as stages:
-        report = quantize_artifact(spec, plan, hw, out, options,
-                                   Workload(context=args.context or 0) if args.context
-                                   else Workload(), stages, calib)
+        report = quantize_artifact(spec, plan, hw, out, options, workload, stages, calib,
+                                   force=args.force)
     if args.json:
         _emit_json(report)
     else:
@@ -174,6 +201,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     # Optuna logs every trial at INFO on its own handler; the progress bar already shows them.
     optuna.logging.set_verbosity(optuna.logging.INFO if args.verbose else optuna.logging.WARNING)
 
+    use_imatrix, imatrix_file = imatrix_args(args.imatrix)
     targets = targets_from_args(prompt_tokens=args.prompt_tokens,
                                 new_tokens=args.max_new_tokens, concurrency=args.concurrency,
                                 context=args.context, vram=args.vram, mem=args.mem,
@@ -184,23 +212,24 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     cfg = RecommendConfig(candidates=args.candidates, presets_measured=args.presets,
                           trials=args.trials, measured_trials=args.measured_trials,
                           seed=args.seed, eval_windows=args.eval_windows,
-                          bench_requests=args.bench_requests, imatrix=args.imatrix,
-                          bench_all=args.bench_all,
+                          bench_requests=args.bench_requests, imatrix=use_imatrix,
+                          imatrix_file=imatrix_file, bench_all=args.bench_all,
                           threads=args.threads, storage=args.storage, flags=flags,
-                          backend=args.backend, group_size=args.group_size)
+                          backend=args.backend, group_size=args.group_size,
+                          serve_context=args.context, force=args.force)
     with _stages(args) as stages:
         report = recommend(args.model, targets, args.target, Path(args.out), cfg, stages)
     if args.json:
         _emit_json(report)
     else:
         pick = next(c for c in report["candidates"] if c["label"] == report["pick"]["label"])
-        sys.stdout.write(
+        _write_lines(
             f"deploy {pick['label']} ({pick['kind']}) from {args.out}: "
             f"{pick['size_measured']:,} bytes, mean KL {pick['kl_measured']:.4f} nats "
-            f"(measured), p95 {pick['p95']['value'] * 1e3:.0f} ms ({pick['p95']['origin']})\n"
-            f"serve: cd {args.out} && {report['serve']['command']}\n"
-            f"why: {report['pick']['reason']}\n"
-            f"details: {Path(args.out) / 'report.md'}\n")
+            f"(measured), p95 {pick['p95']['value'] * 1e3:.0f} ms ({pick['p95']['origin']})",
+            f"serve: cd {shlex.quote(args.out)} && {report['serve']['command']}",
+            f"why: {report['pick']['reason']}",
+            f"details: {Path(args.out) / 'report.md'}")
     return 0
 
 
@@ -218,9 +247,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.json:
         _emit_json(summary)
     else:
-        sys.stdout.write(f"study {summary['study']}: {summary['finished']} of "
-                         f"{summary['n_trials']} trials finished, {summary['failed']} failed; "
-                         f"this worker measured {summary['evaluations']} plans\n")
+        _write_lines(f"study {summary['study']}: {summary['finished']} of "
+                     f"{summary['n_trials']} trials finished, {summary['failed']} failed; "
+                     f"this worker measured {summary['evaluations']} plans")
     return 0
 
 
@@ -239,7 +268,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.json:
         _emit_json({"directory": args.dir, "written": [str(p) for p in written]})
     else:
-        sys.stdout.write("".join(f"wrote {p}\n" for p in written))
+        _write_lines(*(f"wrote {p}" for p in written))
     return 0
 
 
@@ -262,7 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.json = bool(getattr(args, "json", False) or args.json_global)
     level = logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.WARNING
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()  # stderr; basicConfig keeps a root that has handlers
+    handler.setFormatter(_SafeFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     interrupt.install()
     try:
         return int(COMMANDS[args.command](args))
@@ -275,8 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - last resort: one line, traceback only with --verbose
         if args.verbose:
             raise
-        sys.stderr.write(f"advisor: internal error: {type(e).__name__}: {e} "
-                         "(rerun with --verbose for the traceback)\n")
+        # the message may quote a model's strings or a database URL (SQLAlchemy echoes it)
+        sys.stderr.write(f"advisor: internal error: {type(e).__name__}: "
+                         f"{redact(printable(e))} (rerun with --verbose for the traceback)\n")
         return 1
 
 

@@ -45,6 +45,9 @@ go to stderr. -q/--quiet hides progress bars and warnings; -v/--verbose adds deb
 sizes (--vram, --mem, --max-size): {units}, e.g. 24G, 512MiB, 1.5GB.
 durations (--p95): s, ms, us or min; a bare number is seconds."""
 
+_CONTEXT_HELP = ("tokens per request the serving files allow; 0: the model's trained context, "
+                 "capped so the predicted memory fits --vram/--mem or the target")
+
 
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
@@ -100,6 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--concurrency", type=int, default=concurrency,
                             help="requests in flight at once")
 
+    def imatrix(sp: argparse.ArgumentParser, default: bool) -> None:
+        """llama.cpp's meaning: `--imatrix FILE` uses that file; bare `--imatrix` computes one
+        from the calibration text; `--no-imatrix` uses none."""
+        sp.add_argument("--imatrix", nargs="?", const=True, default=default, metavar="FILE",
+                        help="importance matrix where the types use one: FILE (llama-imatrix's "
+                             "GGUF or legacy .dat), or computed from the calibration text when "
+                             "no FILE is given (default: "
+                             + ("computed" if default else "none") + ")")
+        sp.add_argument("--no-imatrix", dest="imatrix", action="store_false",
+                        default=argparse.SUPPRESS, help="quantize without an importance matrix")
+
     sp = sub.add_parser("probe", help="describe this host (or --target) as a HardwareProfile")
     common(sp, target=True)
     sp.add_argument("--out", default=".", help="output directory whose free disk is reported")
@@ -133,16 +147,20 @@ def build_parser() -> argparse.ArgumentParser:
                          "fp8 and smoothquant 8 (W8A8); nf4 4")
     sp.add_argument("--preset", help="a format: llama.cpp preset or type (Q4_K_M, Q8_0, ...)")
     sp.add_argument("--plan", help="a plan.json (tensor name -> type)")
-    sp.add_argument("--imatrix", action=argparse.BooleanOptionalAction, default=qopt.imatrix,
-                    help="importance matrix from calibration text where the types use it")
+    imatrix(sp, qopt.imatrix)
     sp.add_argument("--calib-text", help="calibration text file (default data/calibration.txt)")
     sp.add_argument("--group-size", type=int, default=DEFAULT_GROUP_SIZE,
                     help="for int4/int8 schemes")
-    sp.add_argument("--context", type=int, default=0, help="context the serving command sets")
+    sp.add_argument("--context", type=int, default=0, help=_CONTEXT_HELP)
+    sp.add_argument("--concurrency", type=int, default=defaults.concurrency,
+                    help="requests the serving files serve at once (llama-server -np, vLLM "
+                         "--max-num-seqs)")
     sp.add_argument("--threads", type=int, default=qopt.threads, help="0 = all cores")
     sp.add_argument("--seed", type=int, default=qopt.seed,
                     help="seed of every random choice (calibration sampling)")
-    sp.add_argument("--out", required=True, help="artifact directory (new, empty, or an artifact)")
+    sp.add_argument("--out", required=True, help="artifact directory (new or empty)")
+    sp.add_argument("--force", action="store_true",
+                    help="replace an artifact of the advisor already at --out (never other files)")
 
     sp = sub.add_parser("eval", help="measure an artifact's quality against the reference")
     common(sp, model=True)
@@ -177,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--p95", help="p95 request latency limit, e.g. 3s, 250ms")
     sp.add_argument("--max-kld", help="mean KL divergence limit vs the F16 reference (nats)")
     requests(sp, defaults.prompt_tokens, defaults.new_tokens, defaults.concurrency)
-    sp.add_argument("--context", type=int, default=0, help="context tokens (0: prompt + new)")
+    sp.add_argument("--context", type=int, default=0, help=_CONTEXT_HELP)
     sp.add_argument("--candidates", type=int, default=rec.candidates,
                     help="search plans realized and measured (half of them, rounded down, from "
                          "the subspace that keeps the LM head at the Q6_K floor)")
@@ -204,10 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--bench-all", action="store_true",
                     help="bench every candidate (default: in pick order until one meets every "
                          "target; the others' memory and p95 are predicted)")
-    sp.add_argument("--imatrix", action=argparse.BooleanOptionalAction, default=rec.imatrix,
-                    help="importance matrix from calibration text where the types use it")
+    imatrix(sp, rec.imatrix)
     sp.add_argument("--threads", type=int, default=rec.threads, help="0 = all cores")
-    sp.add_argument("--out", required=True, help="artifact directory of the pick")
+    sp.add_argument("--out", required=True, help="artifact directory of the pick (new or empty)")
+    sp.add_argument("--force", action="store_true",
+                    help="replace an artifact of the advisor already at --out (never other files)")
 
     sp = sub.add_parser("worker", help="run trials of a study in a shared database (any host)")
     common(sp, target=True)

@@ -1,7 +1,8 @@
 """Read a Hugging Face directory (config.json + *.safetensors headers) into a ModelSpec.
 
 Only headers are read (safetensors' `safe_open` parses the JSON header; `get_slice` gives shapes
-without touching tensor data). Pickle checkpoints are refused: they execute code when loaded.
+without touching tensor data). Pickle checkpoints are refused: they execute code when loaded;
+so is a directory whose configs carry `auto_map` (custom code), see advisor/inspect/untrusted.py.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from advisor.errors import BadInput
 from advisor.inspect.roles import role_of
+from advisor.inspect.untrusted import checkpoint_pickles, refuse_custom_code
 from advisor.modelspec import ModelSpec, SourceFormat, TensorInfo
 
 # transformers architecture class -> llama.cpp architecture (gguf-py MODEL_ARCH names).
@@ -126,7 +128,8 @@ def weight_files(d: Path) -> list[Path]:
 
 
 def read_hf_dir(d: Path) -> ModelSpec:
-    pickles = sorted(p.name for p in d.glob("*.bin")) + sorted(p.name for p in d.glob("*.pt"))
+    refuse_custom_code(d)  # first: nothing below may hand a directory with auto_map onward
+    pickles = checkpoint_pickles(d)
     files = weight_files(d)
     if not files:
         if pickles:

@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from advisor.artifact import REPORT_FILE, is_complete, write_report
+from advisor.artifact import REPORT_FILE, is_complete, locked, write_report
 from advisor.errors import BadInput
+from advisor.inspect.untrusted import check_hf_dir
 from advisor.measurement import BenchResult, QualityResult
 from advisor.modelspec import ModelSpec
 from advisor.progress import Stages
@@ -16,13 +17,17 @@ DEFAULT_EVAL_WINDOWS = 8  # 8 x 512 tokens, 2,048 scored: the default text has 2
 
 
 def read_artifact(artifact: Path) -> dict[str, Any]:
-    """The report of a complete artifact directory; BadInput for anything else."""
+    """The report of a complete artifact directory; BadInput for anything else (a directory
+    with custom code or pickle-only weights included)."""
     if not artifact.is_dir():
         raise BadInput(f"--artifact {artifact} is not a directory",
                        "pass a directory written by `advisor quantize`")
     if not is_complete(artifact):
         raise BadInput(f"--artifact {artifact} is not a complete advisor artifact (no valid "
                        f"{REPORT_FILE})", "pass a directory written by `advisor quantize`")
+    # before anything loads it: an artifact directory is a model directory too (finding 6:
+    # custom code, pickle-only weights), whoever wrote its report.json
+    check_hf_dir(artifact)
     report: dict[str, Any] = json.loads((artifact / REPORT_FILE).read_text())
     return report
 
@@ -38,6 +43,12 @@ def evaluate(spec: ModelSpec, artifact: Path, text: str, max_windows: int, windo
     from backends.gguf import f16_reference
 
     report = read_artifact(artifact) if report is None else report
+    if not 4 <= window <= spec.context_length or max_windows < 0:
+        # llama.cpp allocates the KV cache and logits of the whole window: --window 1000000 asked
+        # it for 23 GB (issue 22); past the trained context the KL measures nothing useful
+        raise BadInput(f"--window {window} --max-windows {max_windows}",
+                       f"pass a window of 4..{spec.context_length} tokens (the model's trained "
+                       "context) and --max-windows >= 0")
     cfg = WindowConfig(n_ctx=window, max_windows=max_windows)
     with stages.step("preparing the F16 reference"):
         ref_model = f16_reference(spec, threads)
@@ -74,6 +85,22 @@ def bench(artifact: Path, prompt_tokens: int, new_tokens: int, concurrency: int,
 
 
 def record(artifact: Path, report: dict[str, Any], key: str, value: dict[str, Any]) -> None:
-    """Add a measurement to the artifact's report.json (replaced atomically)."""
-    report.setdefault("measurements", {})[key] = value
-    write_report(artifact, report)
+    """Add a measurement to the artifact's report.json (replaced atomically), under the
+    artifact's lock, and only if the artifact on disk is still the one measured: the same
+    weights (digests) and plan. Issue 22 saw a bench that ran while the artifact was
+    re-quantized write the old plan's report beside the new weights. The report on disk is
+    re-read, so an eval and a bench recording one after the other keep both results."""
+    with locked(artifact):
+        try:
+            now = json.loads((artifact / REPORT_FILE).read_text())
+        except (OSError, ValueError):
+            now = {}
+        same = (now.get("digests") == report.get("digests")
+                and now.get("plan") == report.get("plan"))
+        if not same:
+            raise BadInput(f"the artifact at {artifact} was replaced while it was measured; "
+                           "its report is left as it is", "measure it again")
+        now.setdefault("measurements", {})[key] = value
+        write_report(artifact, now)
+        report.clear()
+        report.update(now)

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from typing import TextIO
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -21,6 +22,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from advisor.errors import printable
+
 ProgressFn = Callable[[int, int], None]
 
 
@@ -28,7 +31,8 @@ class Stages:
     """One progress line per stage; `step(name)` shows a spinner, `bar(name)` a counted bar.
 
     `plain` (default: stderr is not a terminal) writes `name: done in 1.2 s` (with the count of
-    a bar) to `stream` as each stage ends, instead of rich's live display."""
+    a bar) to `stream` as each stage ends, instead of rich's live display. A stage's name may
+    hold a model's name or a path: it is shown printable and literally (no markup)."""
 
     def __init__(self, enabled: bool, plain: bool | None = None,
                  stream: TextIO | None = None) -> None:
@@ -44,7 +48,8 @@ class Stages:
 
     def _line(self, name: str, t0: float, count: str = "") -> None:
         if self.enabled and self.plain:
-            self._stream.write(f"{name}: done{count} in {time.perf_counter() - t0:.1f} s\n")
+            self._stream.write(f"{printable(name)}: done{count} in "
+                               f"{time.perf_counter() - t0:.1f} s\n")
             self._stream.flush()
 
     def __enter__(self) -> Stages:
@@ -56,14 +61,14 @@ class Stages:
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
-        task, t0 = self._progress.add_task(name, total=None), time.perf_counter()
+        task, t0 = self._progress.add_task(escape(printable(name)), total=None), time.perf_counter()
         yield
         self._progress.update(task, total=1, completed=1)
         self._line(name, t0)
 
     @contextmanager
     def bar(self, name: str) -> Iterator[ProgressFn]:
-        task, t0 = self._progress.add_task(name, total=None), time.perf_counter()
+        task, t0 = self._progress.add_task(escape(printable(name)), total=None), time.perf_counter()
 
         def update(done: int, total: int) -> None:
             self._progress.update(task, completed=done, total=total)

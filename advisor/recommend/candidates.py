@@ -93,8 +93,11 @@ def nearest_presets(options: list[PresetOption], n: int,
     return [Candidate(p.label, "preset", p.plan, surrogate(p.plan)) for p in fitting]
 
 
-def reusable(directory: Path, plan: QuantPlan) -> dict[str, Any] | None:
-    """The report of a complete candidate artifact of the same plan (a rerun resumes)."""
+def reusable(directory: Path, plan: QuantPlan, source_digest: str) -> dict[str, Any] | None:
+    """The report of a complete candidate artifact of the same plan from the same source (a
+    rerun resumes). The source is compared by its full content digest: issue 22 found another
+    model's candidates reused when only the plan was compared, so an artifact for model B
+    shipped model A's weights under B's name."""
     if not is_complete(directory):
         return None
     report: dict[str, Any] = json.loads((directory / REPORT_FILE).read_text())
@@ -103,7 +106,9 @@ def reusable(directory: Path, plan: QuantPlan) -> dict[str, Any] | None:
         same = QuantPlan.from_dict(dict(stored or {})).digest() == plan.digest()
     except (KeyError, TypeError, ValueError, BadInput):
         return None
-    return report if same else None
+    model = report.get("model")
+    same_source = isinstance(model, dict) and model.get("digest") == source_digest
+    return report if same and same_source else None
 
 
 def realize_all(todo: list[Candidate], work: Path, gguf_spec: ModelSpec, hf_spec: ModelSpec,
@@ -111,14 +116,15 @@ def realize_all(todo: list[Candidate], work: Path, gguf_spec: ModelSpec, hf_spec
                 stages: Stages) -> list[Realized]:
     """Write every candidate into `work/<label>` (GGUF plans from `gguf_spec`, HF checkpoints
     from `hf_spec`), reusing complete ones of the same plan."""
-    from advisor.realize import quantize_artifact
+    from advisor.realize import model_summary, quantize_artifact
 
     out = []
+    digests = {False: model_summary(gguf_spec)["digest"], True: model_summary(hf_spec)["digest"]}
     for c in todo:
         directory = work / c.label
-        report = reusable(directory, c.plan)
-        if report is None:
+        report = reusable(directory, c.plan, digests[c.is_hf])
+        if report is None:  # the work directory is the tool's own: a stale candidate goes
             report = quantize_artifact(hf_spec if c.is_hf else gguf_spec, c.plan, hw, directory,
-                                       options, wl, stages, options.calib_text)
+                                       options, wl, stages, options.calib_text, force=True)
         out.append(Realized(c, directory, report))
     return out

@@ -43,6 +43,9 @@ class RecommendConfig:
     flags: dict[str, str] = field(default_factory=dict)  # targets as the user wrote them
     backend: str = "auto"  # advisor.recommend.offers.backend_choices()
     group_size: int = DEFAULT_GROUP_SIZE  # of the HF int schemes
+    serve_context: int = 0  # --context: the serving files' context (0: trained, capped by memory)
+    force: bool = False  # --force: replace an artifact already at --out
+    imatrix_file: str | None = None  # --imatrix FILE: an existing importance matrix
 
     def __post_init__(self) -> None:
         for name in ("candidates", "trials", "eval_windows", "bench_requests"):
@@ -55,6 +58,10 @@ class RecommendConfig:
         if self.backend not in backend_choices():
             raise BadInput(f"--backend {self.backend!r} is not a backend recommend knows",
                            f"use one of {', '.join(backend_choices())}")
+        if self.storage is not None:  # refused before any work, and before a stray file
+            from advisor.search.study import check_storage
+
+            check_storage(self.storage)
         if self.group_size not in GROUP_SIZES:
             raise BadInput(f"--group-size {self.group_size} is not supported",
                            f"use one of {', '.join(map(str, GROUP_SIZES))} (-1 = per channel)")

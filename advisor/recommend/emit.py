@@ -63,7 +63,10 @@ def recommendation(pick: CandidateResult, reason: str, summary: Summary, *, mode
     pick_row: dict[str, Any] = {"label": pick.label, "kind": pick.kind, "reason": reason}
     if versus is not None:
         pick_row["versus_preset"] = versus
-    base = {k: v for k, v in pick.realized.report.items() if k != "version"}
+    # the candidate's ownership record is not the artifact's: write_report lists the files
+    # (report.md, pareto.png, ...) and digests the weights of the directory it writes
+    base = {k: v for k, v in pick.realized.report.items()
+            if k not in ("version", "digests", "contents")}
     measured = {r["label"] for r in summary.rows}
     return {
         **base,
@@ -89,11 +92,11 @@ def recommendation(pick: CandidateResult, reason: str, summary: Summary, *, mode
 
 
 def write_artifact(out: Path, pick: CandidateResult, rep: dict[str, Any],
-                   clock: StageClock, t_emit: float) -> None:
+                   clock: StageClock, t_emit: float, force: bool = False) -> None:
     """The pick's files, report.md / pareto.png / candidates.csv and report.json at `out`."""
     from advisor.report import render_files
 
-    with staging(out) as tmp:
+    with staging(out, force=force) as tmp:
         for f in pick.realized.directory.iterdir():
             if f.name != REPORT_FILE and f.is_file():
                 shutil.copy2(f, tmp / f.name)

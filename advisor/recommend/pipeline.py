@@ -50,11 +50,12 @@ def recommend(model: str, targets: Targets, target: str | None, out: Path,
     from backends.gguf import f16_reference
 
     out = Path(out).expanduser().absolute()
-    check_out_dir(out)
+    check_out_dir(out, force=cfg.force)
     clock, wl, host = StageClock(), targets.workload, target is None
 
     with clock.stage("inspect"), stages.step(f"inspecting {model}"):
         source_spec = inspect_model(model)
+        check_out_dir(out, cfg.force, source_spec.path)
         hw = get_hardware(target, out.parent)
     spec = source_spec
     if spec.format is not SourceFormat.GGUF:
@@ -119,7 +120,9 @@ def recommend(model: str, targets: Targets, target: str | None, out: Path,
     calib, eval_text = default_calibration_text(), default_evaluation_text()
     work = out.with_name(out.name + ".candidates")
     options = QuantizeOptions(calib_text=calib, imatrix=cfg.imatrix, threads=cfg.threads,
-                              seed=cfg.seed)
+                              seed=cfg.seed, imatrix_file=cfg.imatrix_file,
+                              context=cfg.serve_context,
+                              memory_limit=min((v for _, v in limits), default=None))
     # pre-flight: every candidate's file, plus the pick's copy at --out
     check_disk(work, int(sum(estimate(spec, c.plan, hw, wl).file_size.value for c in todo))
                + budget.largest_plan_bytes, f"{len(todo)} candidates and the pick")
@@ -149,6 +152,6 @@ def recommend(model: str, targets: Targets, target: str | None, out: Path,
             hw=hw, host=host, budget=budget, presets=presets, search=found.info, offers=offers,
             hf_info=hf_info, clock=clock, versus=versus,
             provenance=provenance(cfg.seed, {"calibration": calib, "evaluation": eval_text}))
-        emit.write_artifact(out, best, rep, clock, t_emit)
+        emit.write_artifact(out, best, rep, clock, t_emit, cfg.force)
     rep["stage_seconds"] = dict(clock.seconds)
     return rep

@@ -17,7 +17,7 @@ from typing import Any
 
 import optuna
 
-from advisor.errors import BadInput
+from advisor.errors import BadInput, redact
 from advisor.search.study import GRACE_S, HEARTBEAT_S, open_storage, redact_url, storage_url
 from advisor.space.choices import PlanSpace
 
@@ -143,7 +143,9 @@ def _open(url: str, heartbeat_s: int = HEARTBEAT_S,
     try:
         return open_storage(url, heartbeat_s, grace_s)
     except Exception as e:  # noqa: BLE001 - SQLAlchemy/driver errors: name them in one line
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        # the driver's message may quote the URL or its password: redacted before it is shown
+        text = redact(e, url).strip()
+        msg = text.splitlines()[0] if text else type(e).__name__
         raise BadInput(f"cannot open the study storage {redact_url(url)} ({msg})",
                        "check the --storage URL, that the database runs and is reachable") \
             from None

@@ -44,7 +44,7 @@ from typing import Any
 
 import optuna
 
-from advisor.errors import BadInput, Infeasible
+from advisor.errors import BadInput, Infeasible, printable, redact_url
 from advisor.figures import BYTES, Figure, Origin
 from advisor.plan import QuantPlan
 from advisor.search.exact import Allocation, Allocator
@@ -162,27 +162,55 @@ def open_storage(url: str, heartbeat_s: int = HEARTBEAT_S,
             failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=MAX_RETRY))
 
 
-def redact_url(url: str) -> str:
-    """The URL without its password: reports and error messages end up in tickets."""
-    if "://" not in url or "@" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    cred, host = rest.rsplit("@", 1)
-    return f"{scheme}://{cred.split(':', 1)[0]}@{host}"
+SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+"""A study storage given as a path is a SQLite file: an existing file, or a new one whose name
+ends in one of these (the default is `<out>.study.db`). Any other word is refused: a typo of a
+URL would otherwise become a stray database file in the working directory."""
+_STORAGE_FIX = ("pass --storage a database URL such as sqlite:///studies.db or "
+                "postgresql://USER@HOST:PORT/DB, or a SQLite file path ending in .db")
 
 
-def storage_url(storage: str | Path) -> str:
-    """A URL as is; a file path becomes sqlite:///<absolute path>. A PostgreSQL URL without a
-    driver gets psycopg2 (the project's dependency; SQLAlchemy >= 2.1 would pick psycopg 3)."""
+def storage_url(storage: str | Path, create: bool = True) -> str:
+    """A URL as is; a file path becomes sqlite:///<absolute path> (its directory made unless not
+    `create`). A PostgreSQL URL without a driver gets psycopg2 (the project's dependency;
+    SQLAlchemy >= 2.1 would pick psycopg 3). BadInput, before anything is created, for a URL
+    whose scheme no SQLAlchemy dialect reads and for a path that is not a SQLite file
+    (SQLITE_SUFFIXES or an existing file)."""
     text = str(storage)
     for bare in ("postgresql://", "postgres://"):
         if text.startswith(bare):
-            return "postgresql+psycopg2://" + text[len(bare):]
+            text = "postgresql+psycopg2://" + text[len(bare):]
     if "://" in text:
+        _check_url(text)
         return text
-    path = Path(text).expanduser().resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(text).expanduser()
+    if not text.strip() or not (path.is_file() or path.suffix.lower() in SQLITE_SUFFIXES):
+        shown = redact_url("x://" + text)[4:]  # a URL without its scheme: user:***@host
+        raise BadInput(f"the study storage {printable(shown)!r} is neither a database URL nor a "
+                       "SQLite file path", _STORAGE_FIX)
+    path = path.resolve()
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path}"
+
+
+def check_storage(storage: str | Path) -> None:
+    """BadInput when `storage` (the `--storage` of recommend and worker) cannot name a study
+    storage (storage_url); creates nothing. Called before any work is done."""
+    storage_url(storage, create=False)
+
+
+def _check_url(url: str) -> None:
+    """BadInput unless SQLAlchemy parses `url` and has a dialect for its scheme (the driver
+    itself is imported only when the storage is opened)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        make_url(url).get_dialect()
+    except Exception as e:  # noqa: BLE001 - ArgumentError, NoSuchModuleError, ...: one line
+        scheme = url.split("://", 1)[0]
+        raise BadInput(f"the study storage {redact_url(url)} is not a database URL SQLAlchemy "
+                       f"reads (scheme {scheme!r}: {type(e).__name__})", _STORAGE_FIX) from None
 
 
 class PlanKnobs:

@@ -126,7 +126,8 @@ def _fast_load(path: Path, header: Any, n_layers: int) -> Any:
     from transformers.initialization import no_init_weights
 
     with no_init_weights():  # every weight is assigned below; skip 3 s of random init
-        model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32,
+                                                              trust_remote_code=False)
     tmap = get_tensor_name_map(_gguf_arch(arch), n_layers)
     state = {}
     for hf_name, _ in model.named_parameters(remove_duplicate=False):
@@ -169,10 +170,12 @@ def _transformers_load(path: Path, arch: str, kv: dict[str, Any]) -> Any:
     import transformers
 
     try:
-        config = transformers.AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+        config = transformers.AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name,
+                                                         trust_remote_code=False)
         _file_config(config, arch, kv)
         return transformers.AutoModelForCausalLM.from_pretrained(
-            str(path.parent), gguf_file=path.name, config=config, dtype=torch.float32)
+            str(path.parent), gguf_file=path.name, config=config, dtype=torch.float32,
+            trust_remote_code=False)
     except (RuntimeError, ValueError, KeyError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise BadInput(f"transformers cannot load {path.name} ({arch}) for the sensitivity "

@@ -65,5 +65,7 @@ def run_tui(model: str, target: str | None, out: Path) -> int:
     if log_file.stat().st_size == 0:
         log_file.unlink()
     else:
-        sys.stderr.write(f"advisor: messages of the run are in {log_file}\n")
+        from advisor.errors import printable
+
+        sys.stderr.write(f"advisor: messages of the run are in {printable(log_file)}\n")
     return code or 0

@@ -13,12 +13,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rich.markup import escape
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import ContentSwitcher, Footer, Input, OptionList, Static
 
+from advisor.cli.console import shown
 from advisor.errors import AdvisorError
 from advisor.estimate import Workload
 from advisor.hardware import HardwareProfile
@@ -189,7 +189,7 @@ class AdvisorApp(App[int]):
             if advance:
                 self.call_from_thread(self._go, "targets")
             return
-        self.call_from_thread(self._model_detail, f"inspecting {escape(model)}…")
+        self.call_from_thread(self._model_detail, f"inspecting {shown(model)}…")
         try:
             if self.inspect_fn is not None:
                 spec = self.inspect_fn(model)
@@ -198,7 +198,7 @@ class AdvisorApp(App[int]):
 
                 spec = inspect_model(model)
         except AdvisorError as e:
-            self.call_from_thread(self._model_detail, f"[red]{escape(e.one_line())}[/red]")
+            self.call_from_thread(self._model_detail, f"[red]{shown(e.one_line())}[/red]")
             return
         self.spec, self.spec_for = spec, model
         self.call_from_thread(self._model_detail, "\n".join(model_lines(spec)))
@@ -213,7 +213,7 @@ class AdvisorApp(App[int]):
         error = self.query_one("#targets-error", Static)
         values, imatrix, errors = targets_step.read()
         if errors:
-            error.update(f"[red]{escape(errors[0])}[/red]")
+            error.update(f"[red]{shown(errors[0])}[/red]")
             return
         target, hw = self.query_one(HardwareStep).selected()
         gpu = hw is not None and bool(hw.accelerators)
@@ -235,7 +235,7 @@ class AdvisorApp(App[int]):
             cfg = replace(s, trials=int(values["trials"]),
                           eval_windows=int(values["eval-windows"]), imatrix=imatrix, flags=flags)
         except AdvisorError as e:
-            error.update(f"[red]{escape(e.one_line())}[/red]")
+            error.update(f"[red]{shown(e.one_line())}[/red]")
             return
         error.update("")
         self.report = None

@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rich.markup import escape
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
+from advisor.cli.console import shown
 from advisor.report import CSV_FILE, MARKDOWN_FILE, PLOT_FILE
 from advisor.tui.text import pareto_chart, serve_command, summary_lines
 
@@ -40,18 +40,18 @@ class ResultsStep(Vertical):
         where = str(out)
         self.query_one("#res-summary", Static).update("\n".join(summary_lines(rep, where)))
         self.query_one("#res-serve", Static).update(
-            f"\n[b]serve[/b]  [reverse] {escape(serve_command(rep, where))} [/reverse]")
+            f"\n[b]serve[/b]  [reverse] {shown(serve_command(rep, where))} [/reverse]")
         files = [("artifact", where), ("report", str(out / MARKDOWN_FILE)),
                  ("report.json", str(out / "report.json")), ("plot", str(out / PLOT_FILE)),
                  ("candidates", str(out / CSV_FILE))]
         self.query_one("#res-files", Static).update(
-            "\n" + "\n".join(f"{k:<12} {escape(v)}" for k, v in files))
+            "\n" + "\n".join(f"{k:<12} {shown(v)}" for k, v in files))
         table = self.query_one("#res-table", DataTable)
         table.clear()
         front = set(rep.get("pareto_front", []))
         for c in sorted(rep["candidates"], key=lambda c: (c["size_measured"], c["kl_measured"])):
             table.add_row(
-                "▶" if c["label"] == rep["pick"]["label"] else "", c["label"], c["kind"],
+                "▶" if c["label"] == rep["pick"]["label"] else "", shown(c["label"]), c["kind"],
                 f"{c['size_measured'] / 1e6:.2f}", f"{c['kl_measured']:.4f}",
                 f"{c['p95']['value'] * 1e3:.0f} ms {c['p95']['origin'][:4]}.",
                 f"{c['memory']['value'] / 1e6:.0f} MB {c['memory']['origin'][:4]}.",

@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, ProgressBar, Static
 
-from advisor.errors import AdvisorError
+from advisor.cli.console import shown
+from advisor.errors import AdvisorError, redact
 from advisor.recommend.config import RecommendConfig
 from advisor.targets import Targets
 from advisor.tui.progress import RunCancelled, StageEvent, TuiStages
@@ -114,7 +114,7 @@ class RunStep(Vertical):
         self._stages, self._counted, self._best = [], None, None
         target = req.target or "this host"
         self.query_one("#run-title", Static).update(
-            f"[b]4. Run[/b]: {escape(req.model)} on {escape(target)} → {escape(str(req.out))}  "
+            f"[b]4. Run[/b]: {shown(req.model)} on {shown(target)} → {shown(str(req.out))}  "
             "[dim](escape: cancel)[/dim]")
         self.query_one("#run-trials", DataTable).clear()
         self.query_one("#run-status", Static).update("")
@@ -140,7 +140,8 @@ class RunStep(Vertical):
             outcome = Outcome(error=e.one_line(), exit_code=e.exit_code)
         except Exception as e:  # noqa: BLE001 - shown in the UI as the CLI would print it
             log.exception("the pipeline failed")
-            outcome = Outcome(error=f"internal error: {type(e).__name__}: {e}", exit_code=1)
+            outcome = Outcome(error=f"internal error: {type(e).__name__}: {redact(e)}",
+                              exit_code=1)
         self.post_message(self.Finished(outcome))
 
     def on_unmount(self) -> None:
@@ -190,10 +191,10 @@ class RunStep(Vertical):
         status = self.query_one("#run-status", Static)
         out = self.request.out if self.request else "?"
         if o.cancelled:
-            status.update(f"[yellow]cancelled: nothing written at {escape(str(out))}; measured "
+            status.update(f"[yellow]cancelled: nothing written at {shown(str(out))}; measured "
                           "candidates are kept and reused by the next run. ctrl+b: back[/yellow]")
         elif o.error:
-            status.update(f"[red]{escape(o.error)}[/red]  [dim]ctrl+b: back to the targets"
+            status.update(f"[red]{shown(o.error)}[/red]  [dim]ctrl+b: back to the targets"
                           "[/dim]")
         self._redraw()
 
@@ -202,8 +203,7 @@ class RunStep(Vertical):
             self._redraw()
 
     def _redraw(self) -> None:
-        shown = self._stages[-5:]
-        lines = [f"{m} {escape(n)}" for n, m in shown] or ["starting…"]
+        lines = [f"{m} {shown(n)}" for n, m in self._stages[-5:]] or ["starting…"]
         self.query_one("#run-stages", Static).update("\n".join(lines))
         bar = self.query_one("#run-bar", ProgressBar)
         if self._counted:

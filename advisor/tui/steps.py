@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from rich.markup import escape
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.validation import Function
 from textual.widgets import Checkbox, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+from advisor.cli.console import shown
 from advisor.errors import AdvisorError, BadInput
 from advisor.hardware import HardwareProfile
 from advisor.targets import parse_duration, parse_size
@@ -42,7 +42,8 @@ class HardwareStep(Vertical):
     def set_host(self, hw: HardwareProfile | None, error: str | None = None) -> None:
         self.host, self.host_error = hw, error
         ol = self.query_one(OptionList)
-        text = option_label(hw, probed=True) if hw else f"this host: probe failed ({error})"
+        text = (option_label(hw, probed=True) if hw
+                else f"this host: probe failed ({shown(error)})")
         ol.replace_option_prompt(HOST_ID, text)
         self.show_detail(ol.highlighted or 0)
 
@@ -57,7 +58,7 @@ class HardwareStep(Vertical):
     def show_detail(self, index: int) -> None:
         detail = self.query_one("#hw-detail", Static)
         if index == 0 and self.host is None:
-            detail.update(escape(f"probe failed: {self.host_error}") if self.host_error
+            detail.update(shown(f"probe failed: {self.host_error}") if self.host_error
                           else "probing this host…")
             return
         hw = self.host if index == 0 else self.catalogue[index - 1]
@@ -201,10 +202,10 @@ class TargetsStep(VerticalScroll):
             return
         err = field_error(f, widget.value)
         hint = self.query_one(f"#h-{key}", Label)
-        hint.update(f"[red]{escape(err)}[/red]" if err else f.hint)
+        hint.update(f"[red]{shown(err)}[/red]" if err else f.hint)
         # the whole line below the form: a hint column cuts long messages at 80 columns
         self.query_one("#targets-error", Static).update(
-            f"[red]{escape(err)}[/red]" if err else "")
+            f"[red]{shown(err)}[/red]" if err else "")
 
     def read(self) -> tuple[dict[str, str], bool, list[str]]:
         """(the values as typed, imatrix, the problems: one line per invalid field)."""

@@ -3,10 +3,10 @@ Pure functions of the value types, so they are tested without a terminal."""
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
-from rich.markup import escape
-
+from advisor.cli.console import shown
 from advisor.figures import fig, human_bytes
 from advisor.hardware import HardwareProfile
 from advisor.modelspec import ModelSpec
@@ -15,8 +15,8 @@ from advisor.modelspec import ModelSpec
 def hardware_lines(hw: HardwareProfile) -> list[str]:
     """What the hardware step shows of one profile (rich markup)."""
     cpu = hw.cpu
-    lines = [f"[b]{escape(hw.name)}[/b]  [dim]source: {escape(hw.source)}[/dim]",
-             f"CPU          {escape(cpu.model)}, {cpu.physical_cores} cores "
+    lines = [f"[b]{shown(hw.name)}[/b]  [dim]source: {shown(hw.source)}[/dim]",
+             f"CPU          {shown(cpu.model)}, {cpu.physical_cores} cores "
              f"({cpu.logical_cores} threads)",
              f"RAM          {fig(cpu.ram_total)}"]
     if cpu.memory_bandwidth is not None:
@@ -24,38 +24,39 @@ def hardware_lines(hw: HardwareProfile) -> list[str]:
     if not hw.accelerators:
         lines.append("Accelerators none (CPU runtimes only)")
     for a in hw.accelerators:
-        lines.append(f"GPU          {escape(a.name)} ({a.vendor.value}, {a.arch or '?'}), "
+        lines.append(f"GPU          {shown(a.name)} ({a.vendor.value}, {a.arch or '?'}), "
                      f"{fig(a.memory)}")
         if a.capabilities:
             lines.append(f"  supports   {', '.join(c.value for c in a.capabilities)}")
     for rt, fmts in hw.runtimes.items():
-        lines.append(f"serves       {escape(rt)}: {escape(', '.join(fmts))}")
+        lines.append(f"serves       {shown(rt)}: {shown(', '.join(fmts))}")
     return lines
 
 
 def option_label(hw: HardwareProfile, probed: bool) -> str:
-    """One line of the hardware list (fits 34 columns)."""
+    """One line of the hardware list (fits 34 columns; markup of the name escaped)."""
     if probed:
-        return f"this host: {hw.name} (probed)"
+        return f"this host: {shown(hw.name)} (probed)"
     acc = hw.primary
     mem = acc.memory.value if acc else hw.cpu.ram_total.value
     kind = "GPU" if acc and not acc.unified_memory else "unified" if acc else "CPU"
-    return f"{hw.name:<12} {mem / 2**30:>4.0f} GiB {kind}"
+    return shown(f"{hw.name:<12} {mem / 2**30:>4.0f} GiB {kind}")
 
 
 def model_lines(spec: ModelSpec) -> list[str]:
     """The inspection summary: parameters, roles, current precision."""
     n = spec.n_params or 1
-    lines = [f"[b]{escape(spec.name)}[/b]  [dim]{spec.format.value}, {spec.architecture}[/dim]",
+    lines = [f"[b]{shown(spec.name)}[/b]  [dim]{spec.format.value}, "
+             f"{shown(spec.architecture)}[/dim]",
              f"parameters   {spec.n_params:,} in {spec.n_layers} layers "
              f"(hidden {spec.hidden_size}, ffn {spec.intermediate_size})",
              f"tensor bytes {human_bytes(spec.source_bytes)}",
-             "stored as    " + ", ".join(f"{k} {v / n:.1%}" for k, v in
-                                         spec.dtype_counts().items())]
+             "stored as    " + shown(", ".join(f"{k} {v / n:.1%}" for k, v in
+                                               spec.dtype_counts().items()))]
     roles = sorted(spec.role_counts().items(), key=lambda kv: -kv[1])
     lines.append("roles        " + ", ".join(f"{k} {v / n:.0%}" for k, v in roles
                                              if v / n >= 0.005))
-    q = spec.source_quantization
+    q = shown(spec.source_quantization or "")
     if q:
         lines.append(f"[yellow]already quantized ({q}): the reference is the dequantized {q} "
                      f"weights[/yellow]")
@@ -70,17 +71,17 @@ def summary_lines(rep: dict[str, Any], out: str) -> list[str]:
     """The results step's headline: what to deploy, its measured numbers, why."""
     c = pick_row(rep)
     return [
-        f"[b]Deploy {escape(c['label'])}[/b] ({c['kind']}) of {escape(rep['model']['name'])} "
-        f"on {escape(rep['hardware']['name'])}",
+        f"[b]Deploy {shown(c['label'])}[/b] ({c['kind']}) of {shown(rep['model']['name'])} "
+        f"on {shown(rep['hardware']['name'])}",
         f"size {c['size_measured'] / 1e6:.2f} MB (measured) · mean KL {c['kl_measured']:.4f} "
         f"nats (measured) · p95 {c['p95']['value'] * 1e3:.0f} ms ({c['p95']['origin']}) · "
         f"memory {c['memory']['value'] / 1e6:.0f} MB ({c['memory']['origin']})",
-        f"[dim]why: {escape(rep['pick']['reason'])}[/dim]",
+        f"[dim]why: {shown(rep['pick']['reason'])}[/dim]",
     ]
 
 
 def serve_command(rep: dict[str, Any], out: str) -> str:
-    return f"cd {out} && {rep['serve']['command']}"
+    return f"cd {shlex.quote(str(out))} && {rep['serve']['command']}"
 
 
 def pareto_chart(rep: dict[str, Any], width: int = 44, height: int = 8) -> list[str]:
@@ -106,4 +107,4 @@ def pareto_chart(rep: dict[str, Any], width: int = 44, height: int = 8) -> list[
     lines.append(f"   {y0:8.4f} ┤" + "".join(grid[-1]))
     lines.append("            └" + "─" * width)
     lines.append(f"             {x0:.2f} MB" + " " * max(1, width - 20) + f"{x1:.2f} MB")
-    return [escape(line) for line in lines] + [escape(x) for x in legend]
+    return [shown(line) for line in lines] + [shown(x) for x in legend]

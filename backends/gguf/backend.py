@@ -12,6 +12,7 @@ import logging
 import time
 from pathlib import Path
 
+from advisor.artifact.serving import Serving
 from advisor.errors import AdvisorError, BadInput
 from advisor.hardware import HardwareProfile, Vendor
 from advisor.modelspec import ModelSpec, SourceFormat
@@ -126,6 +127,13 @@ class GgufBackend:
                            "turn --imatrix on, or plan other types (IQ1/IQ2/IQ3_XXS need one)")
         if not (options.imatrix and job.benefits_from_imatrix()):
             return None
+        if options.imatrix_file:  # the user's own (llama.cpp's formats), checked against us
+            from backends.gguf.imatrix_file import check_covers, imatrix_sizes, load_imatrix_file
+
+            given = load_imatrix_file(options.imatrix_file)
+            sizes = imatrix_sizes({t.canonical: t.shape for t in spec.tensors})
+            check_covers(given, sizes, required, options.imatrix_file)
+            return given
         text = options.calib_text or default_calibration_text()
         chunks = int(options.extra.get("imatrix_chunks", IMATRIX_CHUNKS))
         imatrix = imatrix_for(src, text, key_path=Path(spec.path), threads=options.threads,
@@ -144,5 +152,5 @@ class GgufBackend:
                           gpu_layers=gpu)
 
     def serve_files(self, artifact_dir: Path, plan: QuantPlan, hw: HardwareProfile,
-                    n_ctx: int) -> dict[str, str]:
-        return serve_files(gguf_file(artifact_dir), plan, hw, n_ctx)
+                    serving: Serving) -> dict[str, str]:
+        return serve_files(gguf_file(artifact_dir), plan, hw, serving)

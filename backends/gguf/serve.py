@@ -9,6 +9,7 @@ import shlex
 import textwrap
 from pathlib import Path
 
+from advisor.artifact.serving import Serving
 from advisor.errors import BadInput
 from advisor.estimate import Workload, estimate
 from advisor.hardware import HardwareProfile
@@ -46,24 +47,47 @@ def gpu_layers(model: Path, plan: QuantPlan, hw: HardwareProfile, n_ctx: int) ->
                f"{acc.memory.value / gib:.0f} GiB")
 
 
-def serve_script(model_file: str, n_ctx: int, ngl: int, why: str) -> str:
+def serve_script(model_file: str, serving: Serving, ngl: int, why: str) -> str:
+    """A POSIX sh script that serves `model_file` with llama-server when it is on PATH, else
+    with llama-cpp-python's server run by the interpreter that wrote the artifact (recorded:
+    a shell without the venv activated still finds it; `PYTHON` overrides it)."""
     m = shlex.quote(model_file)
+    py = shlex.quote(serving.python)
+    n, ctx = serving.parallel, serving.context
     py_ngl = -1 if ngl == ALL_LAYERS else ngl
-    why_lines = "\n# ".join(textwrap.wrap(f"GPU layers: {why}.", 96))
+    notes = "\n# ".join(textwrap.wrap(f"Context: {ctx} tokens per request, {why_ctx(serving)}. "
+                                      f"GPU layers: {why}.", 96))
+    one_at_a_time = ("\n# llama-cpp-python's server answers one request at a time (no parallel "
+                     "slots): install\n# llama-server for the concurrency above."
+                     if n > 1 else "")
     return f"""#!/usr/bin/env sh
-# Serve {model_file} over an OpenAI-compatible HTTP API on 127.0.0.1:${{PORT:-8080}}.
-# Runs llama.cpp's `llama-server` when it is on PATH; otherwise llama-cpp-python's server
-# (`pip install 'llama-cpp-python[server]'`, run with ${{PYTHON:-python3}}).
-# {why_lines}
+# Serve {model_file} over an OpenAI-compatible HTTP API on ${{HOST:-127.0.0.1}}:${{PORT:-8080}}
+# ({n} parallel request{"s" if n > 1 else ""} of up to {ctx} tokens each).
+# Runs llama.cpp's `llama-server` when it is on PATH; otherwise llama-cpp-python's server with
+# the Python that wrote this artifact ({serving.python}); PYTHON=... overrides it.
+# {notes}{one_at_a_time}
 set -eu
 cd "$(dirname "$0")"
+HOST="${{HOST:-127.0.0.1}}"
 PORT="${{PORT:-8080}}"
 if command -v llama-server >/dev/null 2>&1; then
-    exec llama-server -m {m} -c {n_ctx} -ngl {ngl} --host 127.0.0.1 --port "$PORT"
+    exec llama-server -m {m} -c {ctx * n} -np {n} -ngl {ngl} --host "$HOST" --port "$PORT"
 fi
-exec "${{PYTHON:-python3}}" -m llama_cpp.server --model {m} --n_ctx {n_ctx} \\
-    --n_gpu_layers {py_ngl} --host 127.0.0.1 --port "$PORT"
+RECORDED={py}
+PYTHON="${{PYTHON:-$RECORDED}}"
+if ! "$PYTHON" -c "import llama_cpp.server" >/dev/null 2>&1; then
+    echo "serve.sh: $PYTHON cannot run llama-cpp-python's server (gone, or without" \
+         "llama-cpp-python[server]) and llama-server is not on PATH; set PYTHON=/path/to/python" \
+         "of an environment with 'llama-cpp-python[server]', or install llama-server" >&2
+    exit 2
+fi
+exec "$PYTHON" -m llama_cpp.server --model {m} --n_ctx {ctx} \\
+    --n_gpu_layers {py_ngl} --host "$HOST" --port "$PORT"
 """
+
+
+def why_ctx(serving: Serving) -> str:
+    return serving.why or "as requested"
 
 
 # Ollama Go templates of the chat formats we recognise in a GGUF's Jinja template
@@ -110,12 +134,15 @@ def _default_system(jinja: str, family: str) -> str | None:
     return m.group(1) if m and "{{" not in m.group(1) else None
 
 
-def modelfile(model_file: str, n_ctx: int, jinja: str | None) -> str:
+def modelfile(model_file: str, serving: Serving, jinja: str | None) -> str:
     lines = [
         "# Ollama: ollama create NAME -f Modelfile && ollama run NAME",
-        f"FROM ./{model_file}",
-        f"PARAMETER num_ctx {n_ctx}",
+        f"# context: {why_ctx(serving)}",
     ]
+    if serving.parallel > 1:
+        lines.append(f"# {serving.parallel} concurrent requests: start the server with "
+                     f"OLLAMA_NUM_PARALLEL={serving.parallel} ollama serve")
+    lines += [f"FROM ./{model_file}", f"PARAMETER num_ctx {serving.context}"]
     if jinja is None:
         lines.append("# the GGUF has no chat template: Ollama will treat prompts as raw text")
         return "\n".join(lines) + "\n"
@@ -130,16 +157,20 @@ def modelfile(model_file: str, n_ctx: int, jinja: str | None) -> str:
     lines.append(f'TEMPLATE """{template}"""')
     lines += [f'PARAMETER stop "{s}"' for s in stops]
     system = _default_system(jinja, name)
-    if system:
+    if system and ('"""' in system or any(ord(c) < 32 and c not in "\t\n" for c in system)):
+        # the text comes from the model file: a triple quote would end the value and let the
+        # rest write directives of its own (issue 22); Ollama has no escape inside """
+        lines.append("# the template's default system prompt holds a triple quote or control "
+                     "characters: left out")
+    elif system:
         lines.append(f'SYSTEM """{system}"""')
     return "\n".join(lines) + "\n"
 
 
-def serve_files(model: Path, plan: QuantPlan, hw: HardwareProfile, n_ctx: int) -> dict[str, str]:
-    if n_ctx < 1:
-        raise BadInput(f"n_ctx={n_ctx}", "pass a context length >= 1")
-    ngl, why = gpu_layers(model, plan, hw, n_ctx)
+def serve_files(model: Path, plan: QuantPlan, hw: HardwareProfile,
+                serving: Serving) -> dict[str, str]:
+    ngl, why = gpu_layers(model, plan, hw, serving.context * serving.parallel)
     return {
-        "serve.sh": serve_script(model.name, n_ctx, ngl, why),
-        "Modelfile": modelfile(model.name, n_ctx, chat_template(model)),
+        "serve.sh": serve_script(model.name, serving, ngl, why),
+        "Modelfile": modelfile(model.name, serving, chat_template(model)),
     }

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from advisor.errors import BadInput
+from advisor.inspect.untrusted import refuse_custom_code
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +113,8 @@ def _add_gpt2(writer: Any, d: Path, vocab_size: int, tokenizer_json: dict[str, A
     import gguf
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(d))
+    refuse_custom_code(d)
+    tokenizer = AutoTokenizer.from_pretrained(str(d), trust_remote_code=False)
     vocab: dict[str, int] = tokenizer.get_vocab()
     if max(vocab.values()) >= vocab_size:
         raise BadInput(

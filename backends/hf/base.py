@@ -21,6 +21,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import torch
 
+from advisor.artifact.serving import Serving
 from advisor.errors import BadInput
 from advisor.figures import BYTES, Figure, Origin
 from advisor.formats.schemes import (
@@ -30,6 +31,7 @@ from advisor.formats.schemes import (
     WEIGHT_BITS,
 )
 from advisor.hardware import HardwareProfile
+from advisor.inspect.untrusted import refuse_custom_code
 from advisor.modelspec import LINEAR_ROLES, ModelSpec, Role
 from advisor.plan import QuantPlan
 from advisor.textdata import default_calibration_text
@@ -135,8 +137,9 @@ def calibration_windows(model_dir: Path, options: QuantizeOptions) -> torch.Tens
 
     text = options.calib_text or default_calibration_text()
     n = int(options.extra.get("calib_windows", CALIB_WINDOWS))
+    refuse_custom_code(model_dir)
     try:
-        tok = transformers.AutoTokenizer.from_pretrained(str(model_dir))
+        tok = transformers.AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=False)
     except (OSError, ValueError) as e:
         raise BadInput(f"{model_dir} has no usable tokenizer for calibration "
                        f"({e.__class__.__name__})",
@@ -308,10 +311,10 @@ class HfQuantBackend(Generic[S]):
         return HfRunner(Path(artifact_dir), threads=threads)
 
     def serve_files(self, artifact_dir: Path, plan: QuantPlan, hw: HardwareProfile,
-                    n_ctx: int) -> dict[str, str]:
+                    serving: Serving) -> dict[str, str]:
         from backends.hf.serve import serve_files
 
-        return serve_files(n_ctx)
+        return serve_files(serving)
 
 
 class HfIntBackend(HfQuantBackend[IntSpec]):

@@ -3,7 +3,8 @@
 `AutoModelForCausalLM.from_pretrained(dir)` reads the compressed-tensors `quantization_config`
 and decompresses the packed integers with the stored scales; the float32 compute dtype keeps the
 CPU measurement free of float16 rounding (vLLM on a GPU computes in float16 with the same
-integers and scales).
+integers and scales). The directory is checked first (no `auto_map`, no pickle-only weights), and
+transformers is told never to run its code nor to read anything but safetensors.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from advisor.inspect.untrusted import check_hf_dir
+
 
 class HfRunner:
     """Logits and greedy decoding of a transformers model directory on the CPU."""
@@ -21,12 +24,14 @@ class HfRunner:
     def __init__(self, model_dir: Path, threads: int = 0) -> None:
         import transformers
 
+        check_hf_dir(model_dir)
         if threads:
             torch.set_num_threads(threads)
         self.model = transformers.AutoModelForCausalLM.from_pretrained(
-            str(model_dir), dtype=torch.float32)
+            str(model_dir), dtype=torch.float32, use_safetensors=True, trust_remote_code=False)
         self.model.eval()
-        self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(model_dir))
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(model_dir),
+                                                                    trust_remote_code=False)
         bos = self.tokenizer.bos_token_id
         self.bos_token: int | None = int(bos) if bos is not None else None
 

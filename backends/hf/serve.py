@@ -9,6 +9,7 @@ module only words the answer (what the scheme needs, which kernels serve it).
 
 from __future__ import annotations
 
+from advisor.artifact.serving import Serving
 from advisor.hardware import HardwareProfile, Vendor, supports_int4_weight_kernels
 from backends.base import Support
 
@@ -46,15 +47,20 @@ def serves_scheme(scheme: str, hw: HardwareProfile) -> Support:
     return Support(True, f"{scheme} served by {', '.join(runtimes)} on {where}")
 
 
-def serve_script(n_ctx: int, dtype: str = "float16") -> str:
-    ctx = f" --max-model-len {n_ctx}" if n_ctx else ""
+def serve_script(serving: Serving, dtype: str = "float16", extra: str = "") -> str:
+    """vLLM's OpenAI-compatible server on ${HOST:-127.0.0.1}:${PORT:-8000}, with the context and
+    parallel sequences of `serving` (the same figures as a GGUF artifact's serve.sh)."""
     return (
         "#!/usr/bin/env bash\n"
-        "# OpenAI-compatible server for this checkpoint (vLLM reads the compressed-tensors\n"
-        "# quantization_config from config.json); pip install vllm on a CUDA host.\n"
+        "# OpenAI-compatible server for this checkpoint (vLLM reads the quantization_config\n"
+        "# from config.json); pip install vllm on a CUDA host.\n"
+        f"# Context: {serving.context} tokens per request ({serving.why or 'as requested'});\n"
+        f"# {serving.parallel} concurrent sequence(s).\n"
         "set -euo pipefail\n"
         'DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"\n'
-        f'exec vllm serve "$DIR" --dtype {dtype}{ctx} "$@"\n'
+        f'exec vllm serve "$DIR" --dtype {dtype}{extra} --max-model-len {serving.context} '
+        f'--max-num-seqs {serving.parallel} \\\n'
+        '    --host "${HOST:-127.0.0.1}" --port "${PORT:-8000}" "$@"\n'
     )
 
 
@@ -65,12 +71,12 @@ def transformers_snippet() -> str:
         "from pathlib import Path\n\n"
         "from transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
         "here = Path(__file__).resolve().parent\n"
-        "model = AutoModelForCausalLM.from_pretrained(here)\n"
-        "tok = AutoTokenizer.from_pretrained(here)\n"
+        "model = AutoModelForCausalLM.from_pretrained(here, trust_remote_code=False)\n"
+        "tok = AutoTokenizer.from_pretrained(here, trust_remote_code=False)\n"
         'ids = tok("The capital of France is", return_tensors="pt")\n'
         "print(tok.decode(model.generate(**ids, max_new_tokens=16)[0]))\n"
     )
 
 
-def serve_files(n_ctx: int) -> dict[str, str]:
-    return {SERVE_SCRIPT: serve_script(n_ctx), SNIPPET: transformers_snippet()}
+def serve_files(serving: Serving) -> dict[str, str]:
+    return {SERVE_SCRIPT: serve_script(serving), SNIPPET: transformers_snippet()}

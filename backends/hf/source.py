@@ -56,8 +56,9 @@ def _convert(src: Path, out: Path) -> None:
 
     t0 = time.perf_counter()
     model = transformers.AutoModelForCausalLM.from_pretrained(
-        str(src.parent), gguf_file=src.name, dtype=torch.float16)
-    tok = transformers.AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
+        str(src.parent), gguf_file=src.name, dtype=torch.float16, trust_remote_code=False)
+    tok = transformers.AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name,
+                                                     trust_remote_code=False)
     # transformers refuses save_pretrained on a GGUF-loaded model ("not serializable"): the
     # weights are plain float16 tensors by now, so they are written directly.
     tied = bool(getattr(model.config, "tie_word_embeddings", False))

@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from advisor.inspect.untrusted import refuse_custom_code
+
 LayerFn = Callable[[int, torch.nn.Module, "Activations"], None]
 
 
@@ -79,9 +81,11 @@ def empty_model(model_dir: Path) -> torch.nn.Module:
     import transformers
     from accelerate import init_empty_weights
 
-    cfg = transformers.AutoConfig.from_pretrained(str(model_dir))
+    refuse_custom_code(model_dir)
+    cfg = transformers.AutoConfig.from_pretrained(str(model_dir), trust_remote_code=False)
     with init_empty_weights():
-        model = transformers.AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+        model = transformers.AutoModelForCausalLM.from_config(cfg, dtype=torch.float32,
+                                                              trust_remote_code=False)
     model.eval()
     return model
 

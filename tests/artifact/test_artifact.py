@@ -21,8 +21,8 @@ from advisor.artifact import (
 from advisor.errors import AdvisorError, BadInput
 
 
-def _make(out: Path, payload: str) -> None:
-    with staging(out) as stage:
+def _make(out: Path, payload: str, force: bool = False) -> None:
+    with staging(out, force=force) as stage:
         (stage / "model.bin").write_text(payload)
         write_report(stage, {"payload": payload})
 
@@ -69,11 +69,11 @@ def test_sigterm_cleans_up(tmp_path: Path) -> None:
 def test_failed_rerun_keeps_previous_artifact(tmp_path: Path) -> None:
     out = tmp_path / "artifact"
     _make(out, "one")
-    with pytest.raises(RuntimeError), staging(out) as stage:
+    with pytest.raises(RuntimeError), staging(out, force=True) as stage:
         (stage / "model.bin").write_text("two")
         raise RuntimeError
     assert (out / "model.bin").read_text() == "one" and is_complete(out)
-    _make(out, "two")  # a complete rerun replaces it
+    _make(out, "two", force=True)  # a complete rerun replaces it
     assert (out / "model.bin").read_text() == "two"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["artifact"]
 
@@ -150,3 +150,53 @@ def test_the_content_identity_sees_every_byte_and_reads_a_file_once(
     data[(9 << 20) // 2 + 12345] ^= 0xFF  # one byte in the middle, size unchanged
     model.write_bytes(bytes(data))
     assert file_identity(model) != before
+
+
+def test_an_artifact_is_replaced_only_with_force_and_only_when_it_holds_nothing_else(
+        tmp_path: Path) -> None:
+    """Issues 21 and 22 (finding 2): a rerun silently replaced an artifact and its
+    measurements; a directory of the user's files beside any report.json was deleted."""
+    out = tmp_path / "artifact"
+    _make(out, "one")
+    with pytest.raises(BadInput, match="already holds an artifact") as exc:
+        _make(out, "two")
+    assert "--force" in (exc.value.fix or "") and (out / "model.bin").read_text() == "one"
+    (out / "notes.txt").write_text("mine")  # the user's file inside the artifact
+    with pytest.raises(BadInput, match="files it did not write.*notes.txt"):
+        _make(out, "two", force=True)
+    assert (out / "notes.txt").read_text() == "mine" and (out / "model.bin").read_text() == "one"
+    (out / "notes.txt").unlink()
+    _make(out, "two", force=True)
+    assert (out / "model.bin").read_text() == "two"
+
+    users = tmp_path / "users"  # any report.json of the right version is not ownership
+    users.mkdir()
+    (users / REPORT_FILE).write_text(json.dumps({"version": REPORT_SCHEMA_VERSION}))
+    (users / "thesis.tex").write_text("years of work")
+    with pytest.raises(BadInput, match="not an advisor artifact"):
+        _make(users, "x", force=True)
+    assert (users / "thesis.tex").read_text() == "years of work"
+
+
+def test_out_may_not_be_or_contain_the_source(tmp_path: Path) -> None:
+    from advisor.artifact import check_out_dir
+
+    model_dir = tmp_path / "models" / "llama"
+    model_dir.mkdir(parents=True)
+    (model_dir / "model.safetensors").write_bytes(b"x")
+    for out in (model_dir, model_dir.parent, tmp_path):
+        with pytest.raises(BadInput, match="is or contains the source model"):
+            check_out_dir(out, force=True, source=model_dir)
+    check_out_dir(tmp_path / "elsewhere", source=model_dir)
+    check_out_dir(model_dir / "out", source=model_dir / "model.safetensors")
+
+
+def test_a_second_writer_is_refused_while_the_first_holds_the_artifact(tmp_path: Path) -> None:
+    out = tmp_path / "artifact"
+    with staging(out) as stage:
+        with pytest.raises(BadInput, match="another advisor run is writing"), staging(out):
+            pass
+        (stage / "model.bin").write_text("first")
+        write_report(stage, {})
+    assert (out / "model.bin").read_text() == "first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["artifact"]  # the lock is gone

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from advisor.artifact.serving import Serving
 from advisor.modelspec import ModelSpec
 from advisor.plan import QuantPlan
 from advisor.probe.catalogue import load_target
@@ -69,5 +70,5 @@ def test_backend_conformance(name: str, embedded_spec: ModelSpec, tmp_path: Path
     finally:
         runner.close()
 
-    files = backend.serve_files(out, written, load_target("x86-server"), 256)
+    files = backend.serve_files(out, written, load_target("x86-server"), Serving(256))
     assert files and all(isinstance(v, str) and v for v in files.values())

@@ -15,6 +15,7 @@ import pytest
 
 from advisor import formats
 from advisor.artifact import REPORT_FILE, is_complete, staging, write_report
+from advisor.artifact.serving import Serving
 from advisor.errors import BadInput
 from advisor.figures import BYTES, Figure, Origin
 from advisor.inspect.gguf_header import read_header
@@ -27,6 +28,7 @@ from backends import get_backend
 from backends.base import QuantizeOptions
 from backends.gguf.imatrix import Imatrix, imatrix_for
 from backends.gguf.quantize import quantize_file
+from backends.gguf.serve import modelfile
 from tests.backends.conftest import THREADS, Quantized
 
 pytestmark = pytest.mark.slow
@@ -255,29 +257,45 @@ def test_failing_quantize_leaves_no_report(embedded_spec: ModelSpec, tmp_path: P
 def test_serve_files(embedded_spec: ModelSpec, quantized: Quantized) -> None:
     out, written = quantized(plan_for_format(embedded_spec, "Q8_0"), False)
     backend = get_backend("gguf")
-    cpu = backend.serve_files(out, written, load_target("x86-server"), 4096)
-    gpu = backend.serve_files(out, written, load_target("rtx4090"), 4096)
+    serving = Serving(4096, parallel=3, python="/opt/py env/bin/python3")
+    cpu = backend.serve_files(out, written, load_target("x86-server"), serving)
+    gpu = backend.serve_files(out, written, load_target("rtx4090"), serving)
     for files in (cpu, gpu):
         assert set(files) == {"serve.sh", "Modelfile"}
         script = files["serve.sh"]
-        assert "llama-server -m model.gguf -c 4096" in script
+        # llama-server's -c is the total over its -np slots
+        assert "llama-server -m model.gguf -c 12288 -np 3" in script
         assert "-m llama_cpp.server --model model.gguf --n_ctx 4096" in script
-        assert "--host 127.0.0.1" in script and "${PORT:-8080}" in script
+        assert '--host "$HOST"' in script and "${PORT:-8080}" in script
+        assert "RECORDED='/opt/py env/bin/python3'" in script  # quoted for sh
         subprocess.run(["sh", "-n"], input=script, text=True, check=True)
     assert "-ngl 0 " in cpu["serve.sh"] and "--n_gpu_layers 0 " in cpu["serve.sh"]
     assert "-ngl 999 " in gpu["serve.sh"] and "--n_gpu_layers -1 " in gpu["serve.sh"]
     rtx = load_target("rtx4090")
     tiny_gpu = dataclasses.replace(rtx, accelerators=(dataclasses.replace(
         rtx.accelerators[0], memory=Figure(64e6, BYTES, Origin.DATASHEET)),))
-    small = backend.serve_files(out, written, tiny_gpu, 4096)["serve.sh"]
+    small = backend.serve_files(out, written, tiny_gpu, Serving(4096))["serve.sh"]
     assert "-ngl 0 " in small and "exceeds" in small  # 140 MB of weights do not fit 64 MB
     modelfile = cpu["Modelfile"]
     assert "FROM ./model.gguf" in modelfile and "PARAMETER num_ctx 4096" in modelfile
+    assert "OLLAMA_NUM_PARALLEL=3" in modelfile
     assert "<|im_start|>{{ .Role }}" in modelfile  # SmolLM2's ChatML template, translated
     assert 'PARAMETER stop "<|im_end|>"' in modelfile
     assert 'SYSTEM """You are a helpful AI assistant named SmolLM' in modelfile
     assert backend.serves_on(load_target("x86-server"))
     assert backend.serves_on(load_target("m3-max"))
+
+
+def test_a_system_prompt_that_would_write_directives_is_left_out() -> None:
+    """Issue 22, finding 7: the default system prompt comes from the model file; a triple quote
+    in it would close Ollama's value and let the rest write Modelfile directives."""
+    jinja = ('<|im_start|>system\nYou are nice.""" FROM /etc/passwd SYSTEM """x<|im_end|>'
+             '{% for m in messages %}<|im_start|>{{ m.role }}{% endfor %}')
+    text = modelfile("model.gguf", Serving(2048), jinja)
+    assert "FROM /etc/passwd" not in text and "SYSTEM" not in text
+    assert text.count("FROM ") == 1 and "left out" in text
+    plain = modelfile("model.gguf", Serving(2048), "<|im_start|>system\nBe brief.<|im_end|>")
+    assert 'SYSTEM """Be brief."""' in plain
 
 
 # --- a Hugging Face source ---------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 import torch
 
 from advisor import formats
+from advisor.artifact.serving import Serving
 from advisor.errors import BadInput
 from advisor.inspect import inspect_model
 from advisor.modelspec import ModelSpec
@@ -244,10 +246,12 @@ def test_hardware_gating(target: str, ok: bool, why: str) -> None:
 
 def test_serve_files() -> None:
     plan = QuantPlan("nf4", {"blk.0.ffn_up.weight": "NF4"})
-    files = get_backend("nf4").serve_files(Path("."), plan, load_target("h100-sxm"), 4096)
+    files = get_backend("nf4").serve_files(Path("."), plan, load_target("h100-sxm"),
+                                             Serving(4096, parallel=4))
     script = files["serve.sh"]
     assert "vllm serve" in script and "--quantization bitsandbytes" in script
-    assert "--max-model-len 4096" in script
+    assert "--max-model-len 4096 --max-num-seqs 4" in script and '${PORT:-8000}' in script
+    subprocess.run(["bash", "-n"], input=script, text=True, check=True)
     compile(files["transformers_snippet.py"], "snippet", "exec")
 
 

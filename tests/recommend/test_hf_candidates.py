@@ -141,7 +141,14 @@ def test_recommend_for_a_gpu_target_picks_a_measured_hf_checkpoint(tiny: Path,
     # the artifact is a checkpoint plain transformers loads, with its vLLM command
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["quantization_config"]["quant_method"] == "compressed-tensors"
-    assert "vllm serve" in (out / "serve.sh").read_text()
-    import transformers
-
-    transformers.AutoModelForCausalLM.from_pretrained(str(out))
+    script = (out / "serve.sh").read_text()
+    assert "vllm serve" in script and f"--max-model-len {rep['serve']['context']}" in script
+    subprocess.run(["bash", "-n", str(out / "serve.sh")], check=True)
+    # the transformers snippet, as printed, from another directory and a clean shell: it
+    # generates from the checkpoint (the tiny model's words are random, the prompt is echoed)
+    env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", str(tmp_path)),
+           "HF_HUB_OFFLINE": "1"}
+    r = subprocess.run([sys.executable, str(out / "transformers_snippet.py")], cwd=tmp_path,
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "The capital of France is" in r.stdout

@@ -171,7 +171,8 @@ def load_cache(path: Path, key: str) -> RefCache | None:
         meta = json.loads(meta_file.read_text())
         if meta.get("key") != key or meta.get("storage") != STORAGE_VERSION:
             return None
-        arrays = {n: np.load(path / f"{n}.npy", mmap_mode="r") for n in _ARRAYS}
+        arrays = {n: np.load(path / f"{n}.npy", mmap_mode="r", allow_pickle=False)
+                  for n in _ARRAYS}
     except (OSError, ValueError) as e:
         log.warning("unreadable reference cache %s (%s); recomputing", path, e)
         return None
