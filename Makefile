@@ -21,16 +21,17 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# --force: a rerun replaces the demo's own artifacts (the advisor never replaces one silently)
 demo: $(STAMP)
 	$(VENV)/bin/advisor probe
 	$(VENV)/bin/advisor inspect --model $(MODEL)
 	$(VENV)/bin/advisor estimate --model $(MODEL) --format Q4_K_M
-	$(VENV)/bin/advisor quantize --model $(MODEL) --preset Q4_K_M --out out/demo-q4_k_m
+	$(VENV)/bin/advisor quantize --model $(MODEL) --preset Q4_K_M --out out/demo-q4_k_m --force
 	$(VENV)/bin/advisor eval --model $(MODEL) --artifact out/demo-q4_k_m --max-windows 2
 	# the search: per-tensor types at the byte size of llama.cpp's Q3_K_M of the embedded model
 	$(VENV)/bin/advisor recommend --model $(MODEL) --max-size 93510208 --no-imatrix --trials 8 \
 		--eval-windows 2 --prompt-tokens 32 --max-new-tokens 8 --bench-requests 3 \
-		--out out/demo-recommend
+		--out out/demo-recommend --force
 
 test: $(STAMP)
 	sh tests/system/setup.sh

@@ -5,7 +5,9 @@ Exit codes (documented in the README): 0 ok, 2 bad input, 3 infeasible targets, 
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 
 class AdvisorError(Exception):
@@ -20,15 +22,36 @@ class AdvisorError(Exception):
 
     def one_line(self) -> str:
         """The message on one line, safe for a terminal (printable) and without the secrets of
-        any URL in it (redact): it may quote a model file's strings or a driver's error."""
-        text = self.problem if not self.fix else f"{self.problem}; {self.fix}"
-        return " ".join(redact(printable(text)).split())
+        any URL in it (redact): it may quote a model file's strings or a driver's error. At most
+        MAX_LINE characters: a longer problem (a quoted file name, a list of every known name)
+        loses its middle, never the fix."""
+        problem = " ".join(redact(printable(self.problem)).split())
+        fix = " ".join(redact(printable(self.fix)).split()) if self.fix else ""
+        room = max(MAX_LINE - (len(fix) + 2 if fix else 0), 120)
+        if len(problem) > room:
+            head = (room - 5) // 2
+            problem = f"{problem[:head]} ... {problem[len(problem) - (room - 5 - head):]}"
+        return f"{problem}; {fix}" if fix else problem
+
+
+MAX_LINE = 380  # with "advisor: error: " in front, an error line stays under 400 characters
 
 
 class BadInput(AdvisorError):
     """The user's input is wrong: a path, a name, a value. Exit code 2."""
 
     exit_code = 2
+
+
+def user_path(text: str | os.PathLike[str], what: str) -> Path:
+    """`text` as a Path with `~` and `~user` expanded; BadInput naming `what` (a flag, say)
+    when `~user` names no user of this host (Path.expanduser raises RuntimeError then)."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:
+        raise BadInput(f"{what} {text}: {str(text).split('/')[0]} names no user of this host",
+                       "pass the path without ~user, or with the name of an existing user"
+                       ) from None
 
 
 class Infeasible(AdvisorError):

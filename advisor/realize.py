@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shlex
 import sys
 from datetime import datetime, timezone
 from importlib import metadata
@@ -13,7 +14,7 @@ from typing import Any
 from advisor import formats
 from advisor.artifact import check_out_dir, staging, write_report
 from advisor.artifact.serving import serving_for
-from advisor.errors import BadInput
+from advisor.errors import BadInput, redact
 from advisor.estimate import Workload, estimate
 from advisor.figures import BYTES, Figure, Origin
 from advisor.hardware import HardwareProfile
@@ -48,7 +49,8 @@ def provenance(seed: int, texts: dict[str, str]) -> dict[str, Any]:
         "versions": versions(),
         "seed": seed,
         "text_sha256": {k: text_sha256(v) for k, v in texts.items()},
-        "command": " ".join(["advisor", *sys.argv[1:]]),
+        # quoted as a shell reads it, with any storage URL's password redacted
+        "command": redact(shlex.join(["advisor", *sys.argv[1:]])),
         "platform": platform.platform(),
         "llama_cpp_system_info": _llama_system_info(),
     }
@@ -66,10 +68,18 @@ def _llama_system_info() -> str | None:
 def load_plan_file(path: Path, spec: ModelSpec) -> QuantPlan:
     """A plan.json written by hand or by the advisor; every tensor must exist in the model."""
     try:
-        plan = QuantPlan.from_dict(json.loads(Path(path).read_text()))
+        data = json.loads(Path(path).read_text())
+        if not isinstance(data, dict):
+            raise ValueError(f"a JSON {type(data).__name__}, not an object")
+        plan = QuantPlan.from_dict(data)
     except FileNotFoundError:
         raise BadInput(f"plan file {path} does not exist", "pass an existing plan.json") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, ValueError, TypeError) as e:
+    except RecursionError:  # JSON nested deeper than the interpreter's stack
+        raise BadInput(f"plan file {path} is nested too deeply to be a plan",
+                       'write {"backend": "gguf", "tensor_formats": {"name": "Q4_K", ...}}') \
+            from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, ValueError, TypeError,
+            AttributeError) as e:
         raise BadInput(f"plan file {path} is not a valid plan ({e})",
                        'write {"backend": "gguf", "tensor_formats": {"name": "Q4_K", ...}}') \
             from None

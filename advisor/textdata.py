@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from advisor.errors import BadInput
+from advisor.errors import BadInput, user_path
 
 CALIBRATION_FILE = "calibration.txt"
 EVALUATION_FILE = "evaluation.txt"
@@ -77,9 +77,13 @@ def load_text(path: str | Path | None = None, kind: str = "evaluation") -> str:
         if kind not in _DEFAULTS:
             raise ValueError(f"load_text(kind={kind!r}); expected one of {sorted(_DEFAULTS)}")
         return _DEFAULTS[kind]()
-    p = Path(path).expanduser()
-    if not p.is_file():
+    p = user_path(path, f"the {kind} text")
+    if p.is_dir():
+        raise BadInput(f"{kind} text {p} is a directory", "pass a UTF-8 text file")
+    if not p.exists():
         raise BadInput(f"{kind} text {p} does not exist", "pass an existing UTF-8 text file")
+    if not p.is_file():  # a FIFO would block the read, a device never end
+        raise BadInput(f"{kind} text {p} is not a regular file", "pass a UTF-8 text file")
     try:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:

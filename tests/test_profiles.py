@@ -10,15 +10,48 @@ import pytest
 
 import profiles
 from advisor.errors import BadInput
+from advisor.estimate import estimate
 from advisor.figures import Origin
 from advisor.hardware import Capability, HardwareProfile, Vendor
+from advisor.inspect import inspect_model
+from advisor.modelspec import ModelSpec
 from advisor.probe import list_targets, load_target, serving_formats
-from advisor.probe.catalogue import has_accelerator
+from advisor.probe.catalogue import aliases_of, catalogue_listing, has_accelerator
+from advisor.space.named import plan_for_format
 
 REQUIRED = {
     "rtx3090", "rtx4090", "a10g", "l40s", "a100-40g", "a100-80g", "h100-sxm", "h200", "mi300x",
     "m2-pro", "m3-max", "rpi5", "jetson-orin", "x86-server",
 }  # fmt: skip
+# Issue 18, item 1: each device it names, as a user would type it -> the entry it must load.
+ISSUE_DEVICES = {
+    "T4": "t4", "L4": "l4", "A10": "a10", "A10G": "a10g", "A40": "a40", "RTX A6000": "rtx-a6000",
+    "RTX 6000 Ada": "rtx6000-ada", "L40": "l40", "L40S": "l40s",
+    "A100 40GB PCIe": "a100-40g-pcie", "A100 40GB SXM": "a100-40g",
+    "A100 80GB PCIe": "a100-80g-pcie", "A100 80GB SXM": "a100-80g",
+    "H100 PCIe": "h100-pcie", "H100 SXM": "h100-sxm", "H100 NVL": "h100-nvl", "H200": "h200",
+    "B200": "b200", "GH200": "gh200", "RTX 3060": "rtx3060", "RTX 3080": "rtx3080",
+    "RTX 3090": "rtx3090", "RTX 4060 Ti": "rtx4060ti", "RTX 4070": "rtx4070",
+    "RTX 4080": "rtx4080", "RTX 4090": "rtx4090", "RTX 5090": "rtx5090",
+    "Jetson Orin": "jetson-orin", "DGX Spark": "dgx-spark", "MI210": "mi210", "MI250": "mi250",
+    "MI300X": "mi300x", "MI325X": "mi325x", "RX 7900 XTX": "rx7900xtx",
+    "M1": "m1", "M1 Pro": "m1-pro", "M1 Max": "m1-max", "M1 Ultra": "m1-ultra",
+    "M2": "m2", "M2 Pro": "m2-pro", "M2 Max": "m2-max", "M2 Ultra": "m2-ultra",
+    "M3": "m3", "M3 Pro": "m3-pro", "M3 Max": "m3-max", "M3 Ultra": "m3-ultra",
+    "M4": "m4", "M4 Pro": "m4-pro", "M4 Max": "m4-max",
+    "Graviton": "graviton4", "EPYC": "epyc-9654", "Xeon": "xeon-8480", "Raspberry Pi 5": "rpi5",
+    # the aliases the issue quotes, and the ones the README promises
+    "4090": "rtx4090", "h100": "h100-sxm", "a100": "a100-80g", "m4-max": "m4-max",
+    "spark": "dgx-spark", "a100 pcie": "a100-80g-pcie",
+}  # fmt: skip
+FIGURES = (
+    "memory_bytes",
+    "memory_bandwidth_GBps",
+    "peak_tflops",
+    "peak_tflops_fp16_accumulate",
+    "host",
+    "runtimes",
+)
 DEVICES = Path(profiles.__file__).parent / "devices"
 NAMES = profiles.names()
 HF_RUNTIME_FORMATS = {"W4A16", "W8A16", "W8A8-INT8", "W8A8-FP8", "NF4"}
@@ -26,6 +59,12 @@ HF_RUNTIME_FORMATS = {"W4A16", "W8A16", "W8A8-INT8", "W8A8-FP8", "NF4"}
 
 def test_required_devices_are_catalogued() -> None:
     assert REQUIRED <= set(NAMES)
+    assert len(NAMES) >= 40
+
+
+@pytest.mark.parametrize("typed, name", sorted(ISSUE_DEVICES.items()))
+def test_every_device_the_issue_names_is_catalogued(typed: str, name: str) -> None:
+    assert profiles.load(typed)["name"] == name
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -46,8 +85,18 @@ def test_entry_has_required_fields_and_sources(name: str) -> None:
     assert entry["vendor"] in {"nvidia", "amd", "apple", "arm", "intel"}
     assert entry["memory_bytes"] > 2**30 and entry["memory_bandwidth_GBps"] > 1
     assert entry["peak_tflops"], "every device has at least one peak rate"
-    for key in ("memory_bytes", "memory_bandwidth_GBps", "peak_tflops", "runtimes", "host"):
-        assert entry["sources"].get(key), f"{name}: no source for {key}"
+    if has_accelerator(entry):  # the estimator falls back to fp16 for a missing GPU rate
+        assert "fp16" in entry["peak_tflops"], name
+    # Every figure has its source, and every source names a figure of the entry.
+    present = {k for k in FIGURES if k in entry}
+    assert present >= {"memory_bytes", "memory_bandwidth_GBps", "peak_tflops", "runtimes", "host"}
+    assert set(entry["sources"]) == present, name
+    for key in present:
+        assert entry["sources"][key].strip(), f"{name}: no source for {key}"
+    assert "GiB" in entry["sources"]["memory_bytes"], f"{name}: how is 'GB' read?"
+    for path in entry.get("estimated", ()):
+        top, _, dtype = path.partition(".")
+        assert top in present and (not dtype or dtype in entry[top]), (name, path)
     # Every estimated figure is named in its source text as an estimate or nominal.
     for path in entry.get("estimated", ()):
         source = entry["sources"][path.split(".")[0]]
@@ -131,6 +180,15 @@ def test_aliases_are_case_insensitive(alias: str, name: str) -> None:
     assert load_target(alias).name == name
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_every_alias_loads_its_entry(name: str) -> None:
+    entry = profiles.load(name)
+    assert entry["aliases"], f"{name}: no alias"
+    for alias in entry["aliases"]:
+        assert load_target(alias).name == name
+        assert load_target(alias.upper().replace(" ", "_")).name == name
+
+
 def test_names_and_aliases_are_unambiguous() -> None:
     seen: dict[str, str] = {}
     for name in NAMES:
@@ -162,19 +220,99 @@ def test_every_json_file_is_an_entry_of_its_own_name() -> None:
     for stem in files:
         entry = json.loads((DEVICES / f"{stem}.json").read_text())
         assert entry["name"] == stem
-        assert has_accelerator(entry) == (entry["vendor"] in {"nvidia", "amd", "apple"})
+        gpu_vendor = entry["vendor"] in {"nvidia", "amd", "apple"}
+        assert has_accelerator(entry) == (gpu_vendor and entry["kind"] != "cpu")
 
 
 def test_device_name_matching_is_exact() -> None:
     for reported, name in [
         ("NVIDIA A100-SXM4-80GB", "a100-80g"),
+        ("NVIDIA A100 80GB PCIe", "a100-80g-pcie"),
+        ("NVIDIA A100-SXM4-40GB", "a100-40g"),
+        ("NVIDIA A100-PCIE-40GB", "a100-40g-pcie"),
         ("NVIDIA H100 80GB HBM3", "h100-sxm"),
+        ("NVIDIA H100 PCIe", "h100-pcie"),
+        ("NVIDIA H100 NVL", "h100-nvl"),
+        ("Apple M4 Max", "m4-max"),
     ]:
         entry = profiles.match_device(reported)
         assert entry is not None and entry["name"] == name
-    assert profiles.match_device("NVIDIA H100 PCIe") is None
     assert profiles.match_device("NVIDIA GeForce RTX 4090 D") is None
-    assert profiles.match_device("NVIDIA A100 80GB PCIe") is None
+    assert profiles.match_device("NVIDIA H200 NVL") is None
+    # One name for two products (3080 10/12 GB; each half of an MI250): no borrowed figures.
+    assert profiles.match_device("NVIDIA GeForce RTX 3080") is None
+    assert profiles.match_device("AMD Instinct MI250X/MI250") is None
+
+
+def test_a100_and_h100_variants_differ_where_their_datasheets_do() -> None:
+    def bw(name: str) -> float:
+        acc = load_target(name).primary
+        assert acc is not None and acc.memory_bandwidth is not None
+        return acc.memory_bandwidth.value / 1e9
+
+    assert [
+        bw(n) for n in ("a100-40g", "a100-40g-pcie", "a100-80g", "a100-80g-pcie")
+    ] == pytest.approx([1555, 1555, 2039, 1935])
+    h100s = ("h100-sxm", "h100-pcie", "h100-nvl")
+    assert [bw(n) for n in h100s] == pytest.approx([3350, 2000, 3900])
+    nvl = load_target("h100-nvl").primary
+    assert nvl is not None and nvl.memory.value == 94 * 2**30
+    assert "int4" not in nvl.peak_tflops  # Hopper has no INT4 tensor mode
+    blackwell = load_target("b200").primary
+    assert blackwell is not None and blackwell.has(Capability.FP8)
+    assert blackwell.peak_tflops["fp4"].value == pytest.approx(9000)
+    turing = load_target("t4").primary
+    assert turing is not None and not turing.has(Capability.BF16)
+    assert "bf16" not in turing.peak_tflops
+    assert load_target("t4").runtimes["vllm"] == ("W4A16", "W8A16", "W8A8-INT8", "NF4")
+
+
+def test_cpu_entries_of_gpu_vendors_have_no_accelerator() -> None:
+    epyc = load_target("epyc-9654")
+    assert profiles.load("epyc-9654")["vendor"] == "amd" and epyc.accelerators == ()
+    assert epyc.runtimes == {"llama.cpp": ("gguf:*",)}
+    assert epyc.cpu.memory_bandwidth is not None
+    assert epyc.cpu.memory_bandwidth.value == pytest.approx(460.8e9)
+    assert "amx" in load_target("xeon-8480").cpu.isa and "amx" not in epyc.cpu.isa
+    assert "sve2" in load_target("graviton4").cpu.isa
+
+
+def test_the_listing_carries_the_aliases(capsys: pytest.CaptureFixture[str]) -> None:
+    from advisor.cli.console import show_profiles
+
+    listing = catalogue_listing()
+    assert [d["name"] for d in listing] == NAMES
+    by_name = {d["name"]: d for d in listing}
+    assert "4090" in by_name["rtx4090"]["aliases"] and "spark" in by_name["dgx-spark"]["aliases"]
+    for d in listing:
+        assert d["aliases"] == list(aliases_of(d["name"]))
+        assert (
+            HardwareProfile.from_dict({k: v for k, v in d.items() if k != "aliases"}).name
+            == d["name"]
+        )
+    json.dumps(listing)
+    show_profiles(list_targets())
+    rows = {
+        line.split()[1]: line
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("│")
+    }
+    assert set(NAMES) <= set(rows)
+    assert "4090" in rows["rtx4090"] and "h100" in rows["h100-sxm"] and "spark" in rows["dgx-spark"]
+
+
+@pytest.fixture(scope="module")
+def spec() -> ModelSpec:
+    return inspect_model("smollm2-135m")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_estimates_run_on_every_device(spec: ModelSpec, name: str) -> None:
+    hw = load_target(name)
+    est = estimate(spec, plan_for_format(spec, "Q4_K_M"), hw)
+    assert est.fits and 0 < est.per_token.value < 1 and est.ttft.value > 0
+    for fmt in hw.runtimes.get("vllm", ()):  # every HF format the device serves
+        assert estimate(spec, plan_for_format(spec, fmt), hw).per_token.value > 0
 
 
 def test_package_data_ships_the_devices() -> None:

@@ -41,7 +41,7 @@ def is_complete(directory: Path) -> bool:
         return False
     try:
         data = json.loads(report.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # unreadable, not JSON, nested too deep
         return False
     return isinstance(data, dict) and data.get("version") == REPORT_SCHEMA_VERSION
 
@@ -60,7 +60,7 @@ def is_artifact(directory: Path) -> bool:
         return False
     try:
         rep = json.loads((Path(directory) / REPORT_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return False
     return (isinstance(rep, dict) and isinstance(rep.get("digests"), dict)
             and isinstance(rep.get("contents"), dict))

@@ -7,16 +7,38 @@ import hashlib
 import os
 from pathlib import Path
 
+from advisor.errors import BadInput, user_path
+
 _BLOCK = 1 << 22
 _DIGEST_VERSION = 1  # part of the memo's key: bump when the digest's definition changes
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:
-    """`cache_dir`, else $QUANT_ADVISOR_CACHE, else ~/.cache/quant-advisor."""
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
+    """`cache_dir`, else $QUANT_ADVISOR_CACHE, else ~/.cache/quant-advisor; created when missing.
+    BadInput, before anything is computed for it, when it cannot be a directory (it is a file,
+    lies under one, or cannot be created): a cache that fails at the first write would lose the
+    work done so far, or end in a traceback."""
     env = os.environ.get("QUANT_ADVISOR_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "quant-advisor"
+    if cache_dir is not None:
+        root, what = user_path(cache_dir, "the cache directory"), "the cache directory"
+    elif env:
+        root, what = user_path(env, "QUANT_ADVISOR_CACHE"), "QUANT_ADVISOR_CACHE"
+    else:
+        return _usable(Path.home() / ".cache" / "quant-advisor", "the default cache")
+    return _usable(root, what)
+
+
+def _usable(root: Path, what: str) -> Path:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        why = ("is a file, not a directory" if isinstance(e, FileExistsError)
+               else "lies under a file, not a directory" if isinstance(e, NotADirectoryError)
+               else f"cannot be created ({e.strerror or e})")
+        raise BadInput(f"{what} {root} {why}",
+                       "point QUANT_ADVISOR_CACHE at a writable directory, or unset it for "
+                       "~/.cache/quant-advisor") from None
+    return root
 
 
 def file_sha256(path: str | Path) -> str:
@@ -27,9 +49,12 @@ def file_sha256(path: str | Path) -> str:
     p = Path(path).resolve()
     st = p.stat()
     key = hashlib.sha256(f"{_DIGEST_VERSION}|{p}|{st.st_size}|{st.st_mtime_ns}".encode())
-    memo = cache_root() / "digests" / f"{key.hexdigest()[:32]}.sha256"
     try:
-        text = memo.read_text().strip()
+        memo = cache_root() / "digests" / f"{key.hexdigest()[:32]}.sha256"
+    except BadInput:  # no usable cache: the digest is computed, not memoised
+        memo = None
+    try:
+        text = memo.read_text().strip() if memo is not None else ""
         if len(text) == 64:
             return text
     except OSError:
@@ -39,6 +64,8 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: f.read(_BLOCK), b""):
             h.update(block)
     digest = h.hexdigest()
+    if memo is None:
+        return digest
     try:  # the memo is an optimisation: an unwritable cache only costs the next run a re-read
         memo.parent.mkdir(parents=True, exist_ok=True)
         tmp = memo.with_name(f".{memo.name}.{os.getpid()}.tmp")

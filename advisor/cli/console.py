@@ -88,10 +88,15 @@ def show_hardware(hw: HardwareProfile) -> None:
 
 
 def show_profiles(targets: list[HardwareProfile]) -> None:
+    from advisor.probe.catalogue import aliases_of
+
     t = Table(title="Device catalogue (dense peak rates, TFLOP/s or TOPS)")
     for col in ("--target", "arch", "memory", "GB/s", "fp16", "int8", "fp8", "HF formats"):
         t.add_column(col, no_wrap=True)
+    t.add_column("also accepted as", overflow="fold")
     for hw in targets:
+        name = hw.source.removeprefix("profile:")
+        aliases = ", ".join(aliases_of(name)) if hw.source.startswith("profile:") else ""
         a = hw.primary
         mem = a.memory if a else hw.cpu.ram_total
         bw = a.memory_bandwidth if a else hw.cpu.memory_bandwidth
@@ -104,13 +109,14 @@ def show_profiles(targets: list[HardwareProfile]) -> None:
         kind = (a.arch or a.vendor.value) if a else "cpu"
         serves = ", ".join(f for rt, fs in hw.runtimes.items() if rt != "llama.cpp" for f in fs)
         hf = "fp8" if "W8A8-FP8" in serves else "int4/8" if serves else "-"
-        t.add_row(shown(hw.source.removeprefix("profile:")), shown(kind),
+        t.add_row(shown(name), shown(kind),
                   f"{mem.value / 2**30:.0f} GiB",
                   f"{bw.value / 1e9:,.0f}" if bw else "-", rate("fp16"), rate("int8"),
-                  rate("fp8"), hf)
+                  rate("fp8"), hf, shown(aliases) or "-")
     console().print(t)
-    console().print("[dim]every target serves GGUF via llama.cpp; "
-                    "`advisor probe --target NAME` shows one entry[/dim]")
+    console().print("[dim]every target serves GGUF via llama.cpp; names and aliases match "
+                    "ignoring case, spaces and dashes; `advisor probe --target NAME` shows one "
+                    "entry[/dim]")
 
 
 def show_model(spec: ModelSpec, tensors: bool = False) -> None:

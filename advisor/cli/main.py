@@ -51,11 +51,12 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     from advisor.cli.console import show_profiles
     from advisor.probe import list_targets
 
-    targets = list_targets()
-    if args.json:
-        _emit_json([t.to_dict() for t in targets])
+    if args.json:  # each profile with the aliases --target accepts for it
+        from advisor.probe.catalogue import catalogue_listing
+
+        _emit_json(catalogue_listing())
     else:
-        show_profiles(targets)
+        show_profiles(list_targets())
     return 0
 
 
@@ -304,6 +305,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write("advisor: interrupted\n")
         return 130
     except Exception as e:  # noqa: BLE001 - last resort: one line, traceback only with --verbose
+        if isinstance(e, RuntimeError) and str(e) == "Could not determine home directory.":
+            # Path.expanduser of `~nosuchuser/...`, which the shell leaves as typed
+            sys.stderr.write("advisor: error: a path of the command line or of "
+                             "QUANT_ADVISOR_CACHE starts with ~user for a user this host does "
+                             "not have; write the path out in full\n")
+            return 2
         if args.verbose:
             raise
         # the message may quote a model's strings or a database URL (SQLAlchemy echoes it)

@@ -49,13 +49,15 @@ def check_spec(spec: ModelSpec) -> ModelSpec:
                      f"(indices {min(layers)}..{max(layers)})")
     embd = next((t for t in spec.tensors if t.role is Role.EMBEDDING and len(t.shape) == 2),
                 None)
-    if embd is not None:
-        rows, cols = embd.shape
-        if cols != spec.hidden_size:
-            raise refuse(f"hidden size {spec.hidden_size}, but {embd.name} has {cols} columns")
-        if rows != spec.vocab_size:
-            raise refuse(f"vocabulary of {spec.vocab_size:,} tokens, but {embd.name} has "
-                         f"{rows:,} rows")
+    if embd is None:
+        raise refuse("no token embedding matrix (token_embd / embed_tokens of two dimensions) "
+                     "among its tensors")
+    rows, cols = embd.shape
+    if cols != spec.hidden_size:
+        raise refuse(f"hidden size {spec.hidden_size}, but {embd.name} has {cols} columns")
+    if rows != spec.vocab_size:
+        raise refuse(f"vocabulary of {spec.vocab_size:,} tokens, but {embd.name} has "
+                     f"{rows:,} rows")
     n_expert = int(spec.extra.get("n_expert", 0) or 0)
     if not 0 <= n_expert <= 1024:
         raise refuse(f"{n_expert} experts is outside 0..1,024")

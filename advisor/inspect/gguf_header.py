@@ -4,6 +4,12 @@ gguf-py's `GGUFReader` builds a numpy view per array element, which takes 5-13 s
 embedded model's 49k-token vocabulary; this reader walks the same layout (gguf-py
 `constants.GGUFValueType`, the GGUF spec in ggml/docs/gguf.md) in well under a second and checks
 every count and offset against the file size, so a lying header ends in ValueError, not a hang.
+
+It also refuses what llama.cpp's own loader (ggml/src/gguf.cpp, gguf_init_from_file_impl)
+refuses, so that a file this reader accepts never fails or aborts inside llama.cpp: duplicate
+keys and tensor names, tensor names of GGML_MAX_NAME (64) bytes or more, and tensor data that is
+not laid out back to back, each tensor at the previous one's end padded to the alignment. Keys
+and tensor names must be UTF-8 (they are quoted in messages and reports).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
 GGUF_MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32
 MAX_DIMS = 4  # GGML_MAX_DIMS
+MAX_NAME = 64  # GGML_MAX_NAME: a tensor name holds at most 63 bytes
 _SCALARS = {
     GGUFValueType.UINT8: "<B", GGUFValueType.INT8: "<b", GGUFValueType.UINT16: "<H",
     GGUFValueType.INT16: "<h", GGUFValueType.UINT32: "<I", GGUFValueType.INT32: "<i",
@@ -82,24 +89,39 @@ class _Cursor:
             raise ValueError(f"{what} count {n} does not fit in the file")
         return int(n)
 
-    def string(self) -> str:
-        n = self.count("string length", 1)
+    def string(self, what: str = "", max_len: int = 0) -> str:
+        """A string value (invalid UTF-8 replaced); with `what`, a key or a tensor name: at
+        most `max_len` bytes when given, UTF-8 or ValueError."""
+        n = self.count(f"{what or 'string'} length", 1)
+        if max_len and n > max_len:
+            raise ValueError(f"{what} of {n:,} bytes is longer than {max_len}")
         raw = bytes(self.buf[self.pos:self.pos + n])
         self.pos += n
-        return raw.decode("utf-8", errors="replace")
+        if not what:
+            return raw.decode("utf-8", errors="replace")
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{what} {_quote(raw.decode('utf-8', 'replace'))} is not UTF-8"
+                             ) from None
 
-    def value(self, vtype: int) -> Any:
+    def value(self, vtype: int, key: str = "") -> Any:
+        if vtype not in GGUFValueType._value2member_map_:
+            raise ValueError(f"key {_quote(key)} has unknown value type {vtype}")
         t = GGUFValueType(vtype)
         if t in _SCALARS:
             return self.take(_SCALARS[t])
         if t is GGUFValueType.STRING:
             return self.string()
         if t is GGUFValueType.ARRAY:
-            et = GGUFValueType(self.take("<I"))
+            et_id = self.take("<I")
+            if et_id not in GGUFValueType._value2member_map_:
+                raise ValueError(f"array {_quote(key)} has unknown element type {et_id}")
+            et = GGUFValueType(et_id)
             if et is GGUFValueType.ARRAY:
-                raise ValueError("nested arrays are not supported")
+                raise ValueError(f"key {_quote(key)}: nested arrays are not supported")
             item = struct.calcsize(_SCALARS[et]) if et in _SCALARS else 8
-            n = self.count("array", item)
+            n = self.count(f"array {_quote(key)}", item)
             if n <= KEEP_ARRAY:
                 return [self.value(et) for _ in range(n)]
             if et is GGUFValueType.STRING:
@@ -109,7 +131,12 @@ class _Cursor:
             else:
                 self.pos += n * item
             return ArrayInfo(et, n)
-        raise ValueError(f"unknown GGUF value type {vtype}")
+        raise ValueError(f"key {_quote(key)} has unknown value type {vtype}")
+
+
+def _quote(text: str, limit: int = 64) -> str:
+    """repr of a name from the file, cut to `limit` characters (a key may be megabytes)."""
+    return repr(text[:limit]) + ("..." if len(text) > limit else "")
 
 
 def _tensor_bytes(ttype: GGMLQuantizationType, ne: tuple[int, ...]) -> int:
@@ -144,18 +171,31 @@ def _parse(buf: mmap.mmap | bytes, size: int) -> GgufHeader:
     n_kv = c.count("key/value", 13)
     kv: dict[str, Any] = {}
     for _ in range(n_kv):
-        key = c.string()
-        kv[key] = c.value(c.take("<I"))
+        key = c.string("key")
+        if key in kv:
+            raise ValueError(f"duplicate key {_quote(key)}")
+        vtype = c.take("<I")
+        if key == "general.alignment" and vtype != GGUFValueType.UINT32:
+            # gguf.cpp reads it with gguf_get_val_u32, which aborts on any other type
+            raise ValueError(f"general.alignment has value type {vtype}, not UINT32 (4)")
+        kv[key] = c.value(vtype, key)
     infos = []
+    names: set[str] = set()
     for _ in range(n_tensors):
-        name = c.string()
+        name = c.string("tensor name", MAX_NAME - 1)
+        if name in names:
+            raise ValueError(f"duplicate tensor name {name!r}")
+        names.add(name)
         n_dims = c.take("<I")
         if not 1 <= n_dims <= MAX_DIMS:
             raise ValueError(f"tensor {name!r} has {n_dims} dimensions")
         ne = tuple(int(c.take("<Q")) for _ in range(n_dims))
         if any(d <= 0 for d in ne):
             raise ValueError(f"tensor {name!r} has shape {ne}")
-        ttype = GGMLQuantizationType(c.take("<I"))
+        type_id = c.take("<I")
+        if type_id not in GGMLQuantizationType._value2member_map_:
+            raise ValueError(f"tensor {name!r} has unknown GGMLQuantizationType {type_id}")
+        ttype = GGMLQuantizationType(type_id)
         offset = int(c.take("<Q"))
         infos.append((name, ne, ttype, offset))
     align = kv.get("general.alignment", DEFAULT_ALIGNMENT)
@@ -163,9 +203,18 @@ def _parse(buf: mmap.mmap | bytes, size: int) -> GgufHeader:
         raise ValueError(f"general.alignment {align!r} is not a power of two")
     data_offset = (c.pos + align - 1) // align * align
     tensors = []
+    expected = 0  # gguf.cpp: each tensor starts where the previous one ends, padded
     for name, ne, ttype, offset in infos:
         nbytes = _tensor_bytes(ttype, ne)
+        if offset % align:
+            raise ValueError(f"tensor {name!r} data at offset {offset} is not aligned to "
+                             f"general.alignment {align}")
         if data_offset + offset + nbytes > size:
             raise ValueError(f"tensor {name!r} runs past the end of the file")
+        if offset != expected:
+            how = "overlaps the tensor before it" if offset < expected else "leaves a gap"
+            raise ValueError(f"tensor {name!r} data at offset {offset} {how} (expected "
+                             f"{expected})")
         tensors.append(TensorHeader(name, ne, ttype, offset, nbytes, data_offset + offset))
+        expected = offset + (nbytes + align - 1) // align * align
     return GgufHeader(version, kv, tuple(tensors), data_offset, size)

@@ -7,14 +7,18 @@ so is a directory whose configs carry `auto_map` (custom code), see advisor/insp
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 from advisor.errors import BadInput
 from advisor.inspect.roles import role_of
-from advisor.inspect.untrusted import checkpoint_pickles, refuse_custom_code
+from advisor.inspect.untrusted import (
+    checkpoint_pickles,
+    read_json_object,
+    refuse_custom_code,
+    regular_file,
+)
 from advisor.modelspec import ModelSpec, SourceFormat, TensorInfo
 
 # transformers architecture class -> llama.cpp architecture (gguf-py MODEL_ARCH names).
@@ -38,15 +42,9 @@ _OPTIONAL = ("num_key_value_heads", "head_dim", "max_position_embeddings", "num_
 
 def _config(d: Path) -> dict[str, Any]:
     path = d / "config.json"
-    if not path.is_file():
+    if not regular_file(path, "config.json"):
         raise BadInput(f"{d} has no config.json", "pass a Hugging Face model directory or a .gguf")
-    try:
-        cfg = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BadInput(f"{path} is not valid JSON ({e})",
-                       "restore the model's config.json") from None
-    if not isinstance(cfg, dict):
-        raise BadInput(f"{path} is not a JSON object", "restore the model's config.json")
+    cfg = read_json_object(path)
     for key in _REQUIRED:
         if not _positive_int(cfg.get(key)):
             raise BadInput(f"{path} has no valid {key!r}", "restore the model's config.json")
@@ -113,18 +111,27 @@ def weight_files(d: Path) -> list[Path]:
     (a directory may also hold e.g. Mistral's consolidated.safetensors), else model*.safetensors,
     else every *.safetensors."""
     index = d / "model.safetensors.index.json"
-    if index.is_file():
+    if regular_file(index):
         try:
-            names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError):
+            names = sorted(set(read_json_object(index)["weight_map"].values()))
+            if not all(isinstance(n, str) for n in names):
+                raise TypeError
+        except (BadInput, KeyError, TypeError, AttributeError):
             raise BadInput(f"{index} is not a valid weight index",
                            "restore it or remove it") from None
-        missing = [n for n in names if not (d / n).is_file()]
+        for n in names:  # text from the file: a shard name, never a path out of the directory
+            if not n or Path(n).is_absolute() or ".." in Path(n).parts or "\0" in n:
+                raise BadInput(f"{index} names {n[:80]!r}, a file outside the model directory",
+                               "restore the index: every shard lies in the directory itself")
+        missing = [n for n in names if not regular_file(d / n)]
         if missing:
             raise BadInput(f"{d} lacks {missing[0]} named by its weight index",
                            "download every shard")
         return [d / n for n in names]
-    return sorted(d.glob("model*.safetensors")) or sorted(d.glob("*.safetensors"))
+    files = sorted(d.glob("model*.safetensors")) or sorted(d.glob("*.safetensors"))
+    for f in files:
+        regular_file(f, "weights")  # a FIFO would block, a device never end: refused
+    return files
 
 
 def read_hf_dir(d: Path) -> ModelSpec:
@@ -152,6 +159,9 @@ def read_hf_dir(d: Path) -> ModelSpec:
         canonical = tmap.get_name(key, try_suffixes=(".weight", ".bias"))
         if canonical is None:
             canonical = key
+        if 0 in shape:
+            raise BadInput(f"{d}: tensor {key[:80]!r} has shape {list(shape)}, with no elements",
+                           "the weights are corrupt; download them again")
         role, layer = role_of(canonical, len(shape))
         nbytes = math.prod(shape) * _DTYPE_BYTES.get(dtype, 4)
         tensors.append(TensorInfo(name=key, canonical=canonical, role=role, layer=layer,

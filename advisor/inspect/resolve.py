@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from advisor.errors import BadInput
+from advisor.errors import BadInput, user_path
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
@@ -80,7 +80,7 @@ def resolve_model(model: str) -> Path:
     key = model.strip().lower()
     if key in ALIASES:
         return _alias_path(key, ALIASES[key])
-    path = Path(model).expanduser()
+    path = user_path(model, "--model")
     if not path.exists() and _HUB_ID.match(model.strip()):
         return _from_hub_cache(model.strip())
     if not path.exists():
@@ -89,6 +89,9 @@ def resolve_model(model: str) -> Path:
             f"model {model!r} is neither a known alias nor an existing path",
             f"pass a .gguf file, a Hugging Face directory, or one of: {known}",
         )
+    if not (path.is_file() or path.is_dir()):  # a FIFO blocks its reader, a device never ends
+        raise BadInput(f"model {model!r} is not a regular file or a directory",
+                       "pass a .gguf file or a Hugging Face directory")
     if path.is_file() and path.suffix.lower() in PICKLE_SUFFIXES:
         raise BadInput(
             f"{path} is a pickle checkpoint, which runs code when loaded and is refused",

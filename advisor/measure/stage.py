@@ -13,6 +13,7 @@ from advisor.measurement import BenchResult, QualityResult
 from advisor.modelspec import ModelSpec
 from advisor.progress import Stages
 
+DEFAULT_WINDOW = 512  # tokens per evaluation window (llama-perplexity's default context)
 DEFAULT_EVAL_WINDOWS = 8  # 8 x 512 tokens, 2,048 scored: the default text has 21 windows
 
 
@@ -43,12 +44,14 @@ def evaluate(spec: ModelSpec, artifact: Path, text: str, max_windows: int, windo
     from backends.gguf import f16_reference
 
     report = read_artifact(artifact) if report is None else report
-    if not 4 <= window <= spec.context_length or max_windows < 0:
+    longest = max(spec.context_length, DEFAULT_WINDOW)
+    if not 4 <= window <= longest or max_windows < 0:
         # llama.cpp allocates the KV cache and logits of the whole window: --window 1000000 asked
-        # it for 23 GB (issue 22); past the trained context the KL measures nothing useful
+        # it for 23 GB (issue 22); past the trained context the KL measures little (the default
+        # window stays allowed for the tiny test models trained on fewer tokens)
         raise BadInput(f"--window {window} --max-windows {max_windows}",
-                       f"pass a window of 4..{spec.context_length} tokens (the model's trained "
-                       "context) and --max-windows >= 0")
+                       f"pass a window of 4..{longest} tokens (the model's trained context) "
+                       "and --max-windows >= 0")
     cfg = WindowConfig(n_ctx=window, max_windows=max_windows)
     with stages.step("preparing the F16 reference"):
         ref_model = f16_reference(spec, threads)

@@ -66,8 +66,9 @@ def bandwidth_figure(entry: Mapping[str, Any]) -> Figure | None:
 
 
 def has_accelerator(entry: Mapping[str, Any]) -> bool:
-    """Entries of GPU vendors describe an accelerator; 'arm'/'intel' entries are CPU-only hosts."""
-    return entry["vendor"] in {v.value for v in Vendor}
+    """Entries of GPU vendors describe an accelerator; 'arm'/'intel' entries and every entry of
+    kind 'cpu' (an AMD EPYC is vendor 'amd') are CPU-only hosts."""
+    return entry["vendor"] in {v.value for v in Vendor} and entry.get("kind") != "cpu"
 
 
 def _accelerator(entry: Mapping[str, Any]) -> Accelerator:
@@ -134,6 +135,16 @@ def load_target(name: str) -> HardwareProfile:
             "`advisor profiles` lists them",
         ) from None
     return profile_from_entry(entry)
+
+
+def aliases_of(name: str) -> tuple[str, ...]:
+    """The aliases `--target` accepts for a catalogue device besides its name (e.g. '4090')."""
+    return tuple(profiles.load(name).get("aliases", ()))
+
+
+def catalogue_listing() -> list[dict[str, Any]]:
+    """`advisor profiles --json`: every device's profile with the aliases it answers to."""
+    return [{**hw.to_dict(), "aliases": list(aliases_of(hw.name))} for hw in list_targets()]
 
 
 def list_targets() -> list[HardwareProfile]:

@@ -86,7 +86,10 @@ class CandidateResult:
         report, est = self.realized.report, self.realized.report["estimate"]
         plan = report.get("plan")
         return {
-            "label": self.label, "kind": self.kind, "directory": str(self.realized.directory),
+            # relative to the directory that holds the artifact (`<out>.candidates/<label>`):
+            # a report attached to a ticket names no path of this machine
+            "label": self.label, "kind": self.kind,
+            "directory": f"{self.realized.directory.parent.name}/{self.realized.directory.name}",
             "plan_digest": plan.get("digest") if isinstance(plan, dict) else None,
             "size_predicted": int(est["file_size"]["value"]), "size_measured": self.size,
             "surrogate_kl": self.realized.candidate.surrogate, "kl_measured": self.kl,

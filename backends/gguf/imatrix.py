@@ -272,22 +272,6 @@ def values_digest(values: Mapping[str, np.ndarray]) -> str:
     return h.hexdigest()[:32]
 
 
-def cache_dir() -> Path:
-    """$QUANT_ADVISOR_CACHE, else ~/.cache/quant-advisor."""
-    return Path(os.environ.get("QUANT_ADVISOR_CACHE") or "~/.cache/quant-advisor").expanduser()
-
-
-def model_key(path: Path) -> str:
-    """Identity of a model file or directory: resolved path, sizes and modification times."""
-    path = Path(path).resolve()
-    files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file())
-    h = hashlib.sha256(str(path).encode())
-    for f in files:
-        st = f.stat()
-        h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns};".encode())
-    return h.hexdigest()
-
-
 def imatrix_for(gguf_path: Path, text: str, *, key_path: Path | None = None, threads: int = 0,
                 max_chunks: int = 0, use_cache: bool = True) -> Imatrix:
     """The importance matrix of `gguf_path` on `text`, from the cache when computed before.
@@ -295,9 +279,13 @@ def imatrix_for(gguf_path: Path, text: str, *, key_path: Path | None = None, thr
     `key_path` names the model in the cache key when `gguf_path` is a temporary conversion (the
     Hugging Face directory it came from).
     """
-    key = (f"{model_key(key_path or gguf_path)[:20]}-{text_sha256(text)[:20]}"
+    from advisor.artifact.cache import cache_root, file_identity
+
+    # the model by its full content digest (issue 22: a key of path, size and mtime gave a
+    # changed source the original's cached values)
+    key = (f"{file_identity(key_path or gguf_path)[:20]}-{text_sha256(text)[:20]}"
            f"-c{CHUNK_TOKENS}-m{max_chunks}-v{ALGORITHM_VERSION}")
-    path = cache_dir() / "imatrix" / f"{key}.npz"
+    path = cache_root() / "imatrix" / f"{key}.npz"
     if use_cache and path.is_file():
         try:
             cached = Imatrix.load(path)

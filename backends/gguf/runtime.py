@@ -74,6 +74,12 @@ class LlamaSession:
         self.path = Path(path)
         if not self.path.is_file():
             raise BadInput(f"{self.path} does not exist", "quantize the model first")
+        # llama.cpp aborts the process on some headers it cannot handle (a block count of 2^31:
+        # exit 134, issue 22): the header is validated and bounded here first (~50 ms)
+        from advisor.inspect.bounds import check_spec
+        from advisor.inspect.gguf_source import read_gguf
+
+        check_spec(read_gguf(self.path))
         llama_cpp.llama_backend_init()
         self._cb_eval = cb_eval  # the C side keeps only a pointer: keep the callback alive
         self.n_ctx = int(n_ctx)
@@ -87,8 +93,10 @@ class LlamaSession:
         with llama_log_routed() as msgs:
             self._model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), mparams)
             if not self._model:
-                raise BadInput(f"llama.cpp cannot load {self.path}: {' '.join(msgs[-3:])}",
-                               "check that the file is a complete GGUF model")
+                why = " ".join(msgs[-3:])[-240:] or "no message"
+                raise BadInput(f"llama.cpp cannot load {self.path}: {why}",
+                               "check that the file is a complete GGUF model of an architecture "
+                               "this llama.cpp build supports; convert or download it again")
             cparams = llama_cpp.llama_context_default_params()
             cparams.n_ctx = self.n_ctx
             cparams.n_batch = cparams.n_ubatch = self.n_batch

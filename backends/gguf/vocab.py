@@ -16,8 +16,8 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
-from advisor.errors import BadInput
-from advisor.inspect.untrusted import refuse_custom_code
+from advisor.errors import AdvisorError, BadInput
+from advisor.inspect.untrusted import read_json_object, refuse_custom_code, regular_file
 
 logger = logging.getLogger(__name__)
 
@@ -192,8 +192,8 @@ def _sentencepiece_entries(d: Path, vocab_size: int) -> list[tuple[bytes, float,
             kind = gguf.TokenType.BYTE
         entries.append((sp.IdToPiece(i).encode("utf-8"), sp.GetScore(i), kind))
     cfg_path = d / "tokenizer_config.json"
-    cfg = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else {}
-    for key, tok in (cfg.get("added_tokens_decoder") or {}).items():
+    cfg = read_json_object(cfg_path) if regular_file(cfg_path) else {}
+    for key, tok in _obj(cfg.get("added_tokens_decoder")).items():
         tid, text = int(key), str(tok["content"])
         if tid >= vocab_size:
             continue
@@ -225,14 +225,38 @@ def _merge_ranked(tokenizer_json: dict[str, Any],
 
 
 def add_vocab(writer: Any, d: Path, vocab_size: int, arch: str) -> str:
-    """Write the tokenizer of HF directory `d` into `writer`; return the GGUF tokenizer model."""
+    """Write the tokenizer of HF directory `d` into `writer`; return the GGUF tokenizer model.
+
+    The tokenizer files are untrusted input: every JSON file is validated first
+    (refuse_custom_code reads each with untrusted.read_json_object), and whatever transformers,
+    tokenizers (which raises a bare Exception on a file it cannot parse) or sentencepiece raise
+    on them ends as one BadInput line naming the directory."""
+    refuse_custom_code(d)
+    try:
+        return _add_vocab(writer, d, vocab_size, arch)
+    except AdvisorError:
+        raise
+    except BaseException as e:  # tokenizers' errors are bare Exceptions, its panics not even that
+        if not isinstance(e, Exception) and type(e).__name__ != "PanicException":
+            raise  # KeyboardInterrupt, SystemExit
+        why = " ".join(str(e).split())[:160] or "no message"
+        raise BadInput(f"{d}: its tokenizer files cannot be converted to GGUF "
+                       f"({type(e).__name__}: {why})",
+                       "restore the model's tokenizer files (tokenizer.json, "
+                       "tokenizer_config.json, tokenizer.model)") from None
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _add_vocab(writer: Any, d: Path, vocab_size: int, arch: str) -> str:
     import gguf
 
     tj_path = d / "tokenizer.json"
-    tj: dict[str, Any] = json.loads(tj_path.read_text(encoding="utf-8")) if tj_path.is_file() \
-        else {}
-    model = tj.get("model") or {}
-    decoder_type = (tj.get("decoder") or {}).get("type")
+    tj = read_json_object(tj_path) if regular_file(tj_path) else {}
+    model = _obj(tj.get("model"))
+    decoder_type = _obj(tj.get("decoder")).get("type")
     has_spm = (d / "tokenizer.model").is_file()
     try:
         import sentencepiece  # noqa: F401
@@ -265,7 +289,7 @@ def add_vocab(writer: Any, d: Path, vocab_size: int, arch: str) -> str:
         # GemmaModel.set_vocab: Gemma's SentencePiece adds no space prefix; LlamaModel.set_vocab
         # takes an explicit add_prefix_space from tokenizer_config.json
         cfg_path = d / "tokenizer_config.json"
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else {}
+        cfg = read_json_object(cfg_path) if regular_file(cfg_path) else {}
         if arch.startswith("gemma"):
             writer.add_add_space_prefix(False)
         elif isinstance(cfg.get("add_prefix_space"), bool):

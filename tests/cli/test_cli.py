@@ -196,7 +196,8 @@ def test_version_and_help_show_every_flag_with_its_default() -> None:
             if not action.option_strings or action.dest == "help":
                 continue
             assert action.help, f"advisor {name} {action.option_strings[0]} has no help"
-            shown = action.default not in (None, False) and not isinstance(action.default, bool)
+            shown = (action.default not in (None, False, argparse.SUPPRESS)
+                     and not isinstance(action.default, bool))
             if shown and "default" not in action.help:
                 assert f"(default: {action.default})" in " ".join(text.split()), \
                     f"advisor {name} {action.option_strings[0]}"

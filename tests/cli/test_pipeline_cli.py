@@ -97,6 +97,18 @@ def test_a_measurement_of_a_replaced_artifact_is_not_recorded(artifact: Path,
     assert json.loads((copy / "report.json").read_text())["measurements"]["probe"] == {"x": 1}
 
 
+def test_a_candidate_of_another_source_is_not_reused(artifact: Path) -> None:
+    """Issue 22, finding 3: candidates under `D.candidates` were reused when only the plan
+    matched, so the artifact for model B shipped model A's weights under B's name."""
+    from advisor.plan import QuantPlan
+    from advisor.recommend.candidates import reusable
+
+    report = json.loads((artifact / "report.json").read_text())
+    plan = QuantPlan.from_dict(report.get("planned") or report["plan"])  # as recommend asks
+    assert reusable(artifact, plan, report["model"]["digest"]) is not None
+    assert reusable(artifact, plan, "sha256:" + "0" * 64) is None
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,42 +22,74 @@ def _s(text: str) -> bytes:
     return struct.pack("<Q", len(raw)) + raw
 
 
-def _kv(key: str, value: Any) -> bytes:
+@dataclass(frozen=True)
+class RawValue:
+    """A key/value's type id and payload written as given (a wrong type, a huge count)."""
+
+    vtype: int
+    payload: bytes
+
+
+def gguf_kv(key: str | bytes, value: Any) -> bytes:
+    """One GGUF key/value: a str, a list of str, an int (u32, or u64 past 2^32-1), a RawValue;
+    a bytes key is written as is (not UTF-8, say)."""
+    raw = key if isinstance(key, bytes) else key.encode()
+    k = struct.pack("<Q", len(raw)) + raw
+    if isinstance(value, RawValue):
+        return k + struct.pack("<I", value.vtype) + value.payload
     if isinstance(value, str):
-        return _s(key) + struct.pack("<I", _STR) + _s(value)
+        return k + struct.pack("<I", _STR) + _s(value)
     if isinstance(value, list):
-        return (_s(key) + struct.pack("<IIQ", _ARR, _STR, len(value))
+        return (k + struct.pack("<IIQ", _ARR, _STR, len(value))
                 + b"".join(_s(v) for v in value))
-    return _s(key) + struct.pack("<II", _U32, value)
+    if value >= 1 << 32:
+        return k + struct.pack("<IQ", _U64, value)
+    return k + struct.pack("<II", _U32, value)
+
+
+_kv = gguf_kv
+TINY_SHAPES: dict[str, tuple[int, ...]] = {
+    "token_embd.weight": (HIDDEN, VOCAB), "blk.0.attn_q.weight": (HIDDEN, HIDDEN),
+    "blk.0.ffn_down.weight": (FFN, HIDDEN), "output_norm.weight": (HIDDEN,)}
 
 
 def gguf_bytes(*, n_tensors: int | None = None, n_kv: int | None = None,
                offset: int | None = None, ttype: int = 0, version: int = 3,
-               alignment: int | None = None, extra_kv: dict[str, Any] | None = None) -> bytes:
+               alignment: int | None = None, extra_kv: dict[str, Any] | None = None,
+               shapes: Sequence[tuple[str, tuple[int, ...]]] | None = None,
+               offsets: Sequence[int] | None = None, raw_kv: Sequence[bytes] = (),
+               data_bytes: int | None = None) -> bytes:
     """A one-layer llama GGUF header with F32 tensors (type 0) and their data; the keyword
-    arguments overwrite a count, the last tensor's offset, every tensor's type or the version."""
-    kvs = {"general.architecture": "llama", "general.name": "tiny",
-           "llama.embedding_length": HIDDEN, "llama.feed_forward_length": FFN,
-           "llama.block_count": 1, "llama.attention.head_count": 4,
-           "tokenizer.ggml.tokens": [f"t{i}" for i in range(VOCAB)]}
+    arguments overwrite a count, the last tensor's offset, every tensor's type or the version.
+    `extra_kv` adds or replaces key/values (None removes one); `shapes` replaces the tensors
+    (name, ne) (duplicates allowed), `offsets` their offsets; `raw_kv` appends gguf_kv()
+    entries; `data_bytes` sets the data section's length."""
+    kvs: dict[str, Any] = {
+        "general.architecture": "llama", "general.name": "tiny",
+        "llama.embedding_length": HIDDEN, "llama.feed_forward_length": FFN,
+        "llama.block_count": 1, "llama.attention.head_count": 4,
+        "tokenizer.ggml.tokens": [f"t{i}" for i in range(VOCAB)]}
     if alignment is not None:
         kvs["general.alignment"] = alignment
-    kvs.update(extra_kv or {})  # str, list of str, or an int written as u32
-    shapes = {"token_embd.weight": (HIDDEN, VOCAB), "blk.0.attn_q.weight": (HIDDEN, HIDDEN),
-              "blk.0.ffn_down.weight": (FFN, HIDDEN), "output_norm.weight": (HIDDEN,)}
+    kvs.update(extra_kv or {})  # str, list of str, an int (u32/u64), a RawValue, None: removed
+    kvs = {k: v for k, v in kvs.items() if v is not None}
+    tensors = list(TINY_SHAPES.items()) if shapes is None else list(shapes)
     infos, pos = [], 0
-    for i, (name, ne) in enumerate(shapes.items()):
-        off = offset if (offset is not None and i == len(shapes) - 1) else pos
+    for i, (name, ne) in enumerate(tensors):
+        off = offset if (offset is not None and i == len(tensors) - 1) else pos
+        off = offsets[i] if offsets is not None else off
         infos.append(_s(name) + struct.pack("<I", len(ne)) + struct.pack(f"<{len(ne)}Q", *ne)
                      + struct.pack("<IQ", ttype, off))
-        pos += int(np.prod(ne)) * 4
+        pos += int(np.prod(ne, dtype=object)) * 4
         pos = (pos + 31) // 32 * 32
     head = (b"GGUF" + struct.pack("<IQQ", version,
-                                  len(shapes) if n_tensors is None else n_tensors,
-                                  len(kvs) if n_kv is None else n_kv)
-            + b"".join(_kv(k, v) for k, v in kvs.items()) + b"".join(infos))
+                                  len(tensors) if n_tensors is None else n_tensors,
+                                  len(kvs) + len(raw_kv) if n_kv is None else n_kv)
+            + b"".join(_kv(k, v) for k, v in kvs.items()) + b"".join(raw_kv)
+            + b"".join(infos))
     head += b"\0" * (-len(head) % 32)
-    return head + np.arange(pos // 4, dtype=np.float32).tobytes()
+    n_data = pos if data_bytes is None else data_bytes
+    return head + np.arange(n_data // 4, dtype=np.float32).tobytes()
 
 
 def safetensors_bytes(header: dict[str, Any] | None = None, *, raw_header: bytes | None = None,
@@ -97,3 +131,26 @@ def hf_dir(path: Path, st: bytes | None = None, config: dict[str, Any] | None = 
     (path / "config.json").write_text(text)
     (path / "model.safetensors").write_bytes(st if st is not None else safetensors_bytes())
     return path
+
+
+_TOKENS = [chr(c) for c in range(ord("a"), ord("a") + VOCAB - 1)] + ["ab"]
+# A byte-level BPE tokenizer.json of VOCAB tokens (one merge, a + b -> ab) as the tokenizers
+# library writes it, and its tokenizer_config.json.
+TOKENIZER: dict[str, Any] = {
+    "version": "1.0", "truncation": None, "padding": None,
+    "added_tokens": [{"id": 0, "content": "a", "single_word": False, "lstrip": False,
+                      "rstrip": False, "normalized": False, "special": True}],
+    "normalizer": None,
+    "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+                      "use_regex": True},
+    "post_processor": None,
+    "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True,
+                "use_regex": True},
+    "model": {"type": "BPE", "dropout": None, "unk_token": None,
+              "continuing_subword_prefix": None, "end_of_word_suffix": None, "fuse_unk": False,
+              "byte_fallback": False, "ignore_merges": False,
+              "vocab": {t: i for i, t in enumerate(_TOKENS)}, "merges": [["a", "b"]]},
+}
+TOKENIZER_CONFIG = {"bos_token": "a", "eos_token": "b", "model_max_length": 2048,
+                    "tokenizer_class": "PreTrainedTokenizerFast",
+                    "clean_up_tokenization_spaces": False}

@@ -81,7 +81,9 @@ def test_t4_has_int8_tensor_cores_only() -> None:
     assert not acc.has(Capability.INT4_WEIGHT_KERNELS)
     assert acc.memory_bandwidth is not None
     assert acc.memory_bandwidth.value == pytest.approx(320e9, rel=1e-3)
-    assert acc.peak_tflops == {}  # not catalogued: no invented peak rates
+    assert acc.peak_tflops["int8"].value == 130  # the catalogue's datasheet rates (t4.json)
+    renamed = {**nvml("nvml_t4.json"), "nvmlDeviceGetName": "NVIDIA Uncatalogued X"}
+    assert nvidia_from_nvml(renamed).peak_tflops == {}  # not catalogued: no invented rates
     vllm = serving_formats(acc)["vllm"]
     assert "W8A8-INT8" in vllm and "W8A8-FP8" not in vllm and "NF4" in vllm
 
@@ -91,7 +93,7 @@ def test_nvml_without_bus_width_falls_back_to_the_datasheet() -> None:
     del reading[NVML_BUS_WIDTH]
     acc = nvidia_from_nvml(reading)
     assert acc.memory_bandwidth == Figure(2039e9, "bytes/s", Origin.DATASHEET)
-    uncatalogued = nvml("nvml_t4.json")
+    uncatalogued = {**nvml("nvml_t4.json"), "nvmlDeviceGetName": "NVIDIA Uncatalogued X"}
     del uncatalogued[NVML_BUS_WIDTH]
     assert nvidia_from_nvml(uncatalogued).memory_bandwidth is None
 

@@ -55,7 +55,7 @@ def test_recommend_at_q3_k_m_size_on_other_architectures(tmp_path: Path, arch: s
     import gguf
 
     weights = {t.name for t in gguf.GGUFReader(str(src)).tensors if len(t.shape) == 2}
-    planned = json.loads((Path(pick["directory"]) / "report.json").read_text())["plan"]
+    planned = json.loads((tmp_path / pick["directory"] / "report.json").read_text())["plan"]
     written = {t.name: t.tensor_type.name
                for t in gguf.GGUFReader(str(tmp_path / "pick" / "model.gguf")).tensors}
     assert weights <= set(planned["tensor_formats"]) and weights <= set(written)

@@ -81,12 +81,20 @@ def test_recommend_at_q3_k_m_size(tmp_path: Path) -> None:
                                          "search", "realize", "measure", "pick", "emit"}
     assert rep["pareto_front"] and rep["pick"]["reason"]
     assert rep["search"]["storage"].endswith("pick.study.db")
+    # the artifact serves as printed (issue 21: the make demo artifact's serve.sh), from a clean
+    # shell, a chat of over 1,000 tokens, in the model's trained context
+    from tests.cli.test_pipeline_cli import serve_and_chat
+
+    assert rep["serve"]["context"] == 8192
+    serving = tmp_path / "serving"
+    serving.mkdir()
+    serve_and_chat(out, serving)
     # the floor is a preference: one candidate of the whole space, one of the floored subspace
     # (the tied embedding at Q6_K or above), and the measured KL chose between them
     assert rep["search"]["floor_study"]["candidates"] == 1
     floored = [c for c in rep["candidates"] if c["label"].startswith("search-floor-")]
     assert len(floored) == 1 and sum(c["kind"] == "search" for c in rep["candidates"]) == 2
-    plan = json.loads((Path(floored[0]["directory"]) / "report.json").read_text())["plan"]
+    plan = json.loads((out.parent / floored[0]["directory"] / "report.json").read_text())["plan"]
     assert plan["tensor_formats"]["token_embd.weight"] in ("Q6_K", "Q8_0")
     # the pick against the best preset, with its error bar: one window resolves nothing
     if pick["kind"] != "preset":
@@ -147,7 +155,7 @@ def test_default_path_with_importance_matrix(tmp_path: Path) -> None:
     assert len(rep["candidates"]) == 2 and not any(c["violations"] for c in rep["candidates"]
                                                    if c["label"] == rep["pick"]["label"])
     for c in rep["candidates"]:
-        cand = json.loads((Path(c["directory"]) / "report.json").read_text())
+        cand = json.loads((out.parent / c["directory"] / "report.json").read_text())
         assert cand["plan"]["options"].get("imatrix") is True, cand["plan"]["options"]
         # the table was measured with the importance values the candidate was quantized with
         assert cand["plan"]["options"]["imatrix_sha256"] == rep["search"]["imatrix_sha256"]

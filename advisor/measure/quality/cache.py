@@ -17,6 +17,7 @@ Cost: 2 bytes x vocab per scored position (SmolLM2 on the whole evaluation text:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -30,6 +31,8 @@ from typing import Any
 import numpy as np
 
 from advisor.artifact.cache import cache_root, file_identity  # noqa: F401 - re-exported
+from advisor.artifact.preflight import check_disk
+from advisor.errors import BadInput
 from advisor.textdata import WindowConfig
 
 log = logging.getLogger(__name__)
@@ -127,11 +130,22 @@ class CacheWriter:
                  cfg: WindowConfig) -> None:
         self.final = root / key
         root.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
         n_w, n_s = tokens.shape[0], cfg.n_scored
-        np.save(self.tmp / "tokens.npy", tokens)
-        self.codes = np.lib.format.open_memmap(self.tmp / "codes.npy", mode="w+",
-                                               dtype=np.uint16, shape=(n_w, n_s, vocab))
+        codes_bytes = n_w * n_s * vocab * 2
+        # The codes are written through a memory map: a disk that fills up under it kills the
+        # process with SIGBUS and no message (issue 22). Check the free space first, then
+        # reserve the blocks, so that running out is one BadInput line before any write.
+        what = f"the reference log-probs of {n_w} windows ({vocab:,}-token vocabulary)"
+        check_disk(root, codes_bytes + n_w * n_s * 28 + tokens.nbytes, what)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
+        try:
+            np.save(self.tmp / "tokens.npy", tokens)
+            self.codes = np.lib.format.open_memmap(self.tmp / "codes.npy", mode="w+",
+                                                   dtype=np.uint16, shape=(n_w, n_s, vocab))
+            _reserve(self.tmp / "codes.npy", what)
+        except BaseException:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
         self.nll = np.zeros((n_w, n_s), np.float64)
         self.top1 = np.zeros((n_w, n_s), np.int32)
         self.offsets = np.zeros((n_w, n_s), np.float64)
@@ -160,6 +174,25 @@ class CacheWriter:
 
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _reserve(path: Path, what: str) -> None:
+    """Allocate every block of `path` now (posix_fallocate), so that writes through its memory
+    map cannot meet a full disk; BadInput when the blocks are not there. Filesystems that cannot
+    reserve blocks (and hosts without posix_fallocate) are left to the check_disk before."""
+    if not hasattr(os, "posix_fallocate"):
+        return
+    with open(path, "r+b") as f:
+        size = os.fstat(f.fileno()).st_size
+        try:
+            os.posix_fallocate(f.fileno(), 0, size)
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise BadInput(f"not enough free disk for {what}: {size:,} bytes could not be "
+                               f"reserved under {path.parent.parent} ({e.strerror})",
+                               "free some space there or point QUANT_ADVISOR_CACHE at a larger "
+                               "disk") from None
+            # EOPNOTSUPP, EINVAL: this filesystem does not reserve; check_disk stands
 
 
 def load_cache(path: Path, key: str) -> RefCache | None:
