@@ -88,12 +88,43 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     plan = plan_for_format(spec, args.format, group_size=args.group_size)
     hw = get_hardware(args.target, None)
     est = estimate(spec, plan, hw, workload)
+    warnings = _estimate_warnings(spec, plan, hw, workload)
+    for w in warnings:
+        logging.getLogger("advisor").warning(w)
     if args.json:
         _emit_json({"model": spec.name, "hardware": hw.name, "workload": workload.to_dict(),
-                    "plan": plan.to_dict(), "estimate": est.to_dict()})
+                    "plan": plan.to_dict(), "estimate": est.to_dict(), "warnings": warnings})
     else:
         show_estimate(spec, plan, hw, workload, est)
+    if not est.fits:
+        from advisor.errors import Infeasible
+
+        assert est.device_memory is not None
+        raise Infeasible(f"{plan.label or args.format} of {spec.name} is predicted at "
+                         f"{est.total_memory.value / 2**30:.2f} GiB, over {hw.name}'s "
+                         f"{est.device_memory.value / 2**30:.2f} GiB",
+                         "pick a smaller format, a shorter --context or fewer --batch sequences")
     return 0
+
+
+def _estimate_warnings(spec: Any, plan: Any, hw: Any, workload: Any) -> list[str]:
+    """Setups the target cannot run as estimated: a scheme no runtime of it serves (FP8 before
+    sm_89, ...), a context past the model's trained length."""
+    out = []
+    if plan.backend != "gguf":
+        from advisor.formats import QUANT_SCHEMES
+        from backends.hf import serves_scheme
+
+        schemes = sorted({f for f in plan.tensor_formats.values() if f in QUANT_SCHEMES})
+        for scheme in schemes:
+            if (ok := serves_scheme(scheme, hw)):
+                continue
+            out.append(f"{hw.name} cannot serve {scheme}: {ok.reason}; the figures are what it "
+                       "would take if it could")
+    if workload.context_tokens > spec.context_length:
+        out.append(f"context {workload.context_tokens} tokens is past the {spec.context_length} "
+                   f"{spec.name} was trained for: quality degrades beyond it")
+    return out
 
 
 def _stages(args: argparse.Namespace) -> Any:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.cli.test_cli import BAD_INPUT, advisor
+from tests.cli.test_cli import BAD_INPUT, advisor, assert_one_line_exit_2
 from tests.fuzz.builders import (
     HIDDEN,
     TINY_SHAPES,
@@ -409,12 +409,7 @@ def test_more_bad_input_one_line_exit_2(tmp_path: Path, monkeypatch: pytest.Monk
     for key, value in env.items():
         monkeypatch.setenv(key, str(files.get(value, value)))
     before = _snapshot(tmp_path)
-    r = advisor(*[str(files.get(a, a)) for a in args])
-    assert r.returncode == 2, (r.stdout, r.stderr)
-    assert "Traceback" not in r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and needle in lines[0], r.stderr
-    assert lines[0].startswith("advisor: error: ") and len(lines[0]) < 400
+    assert_one_line_exit_2(advisor(*[str(files.get(a, a)) for a in args]), needle)
     assert _snapshot(tmp_path) == before  # nothing written, nothing deleted
 
 

@@ -156,15 +156,19 @@ def _bad_files(tmp_path: Path) -> dict[str, Path]:
     return files
 
 
-@pytest.mark.parametrize("args,needle", BAD_INPUT)
-def test_bad_input_one_line_exit_2(tmp_path: Path, args: list[str], needle: str) -> None:
-    files = _bad_files(tmp_path)
-    r = advisor(*[str(files.get(a, a)) for a in args])
+def assert_one_line_exit_2(r: subprocess.CompletedProcess[str], needle: str) -> None:
+    """The bad-input contract: exit 2, one line on stderr naming the problem, no traceback."""
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert "Traceback" not in r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], r.stderr
     assert lines[0].startswith("advisor: error: ") and len(lines[0]) < 400
+
+
+@pytest.mark.parametrize("args,needle", BAD_INPUT)
+def test_bad_input_one_line_exit_2(tmp_path: Path, args: list[str], needle: str) -> None:
+    files = _bad_files(tmp_path)
+    assert_one_line_exit_2(advisor(*[str(files.get(a, a)) for a in args]), needle)
 
 
 def test_bad_input_table_covers_the_issue() -> None:
@@ -227,3 +231,28 @@ def test_a_report_names_the_model_by_file_and_digest_and_the_llama_cpp_build(
     assert m["path"] == "models/smol.gguf" and m["file"] == "smol.gguf"
     assert m["digest"] == "sha256:" + hashlib.sha256(src.read_bytes()).hexdigest()
     assert " = 1" in rep["provenance"]["llama_cpp_system_info"]  # e.g. "AVX2 = 1 |"
+    # the command to reproduce it, as a shell reads it
+    assert rep["provenance"]["command"] == (f"advisor quantize --model {src} --preset Q8_0 "
+                                            "--no-imatrix --out q8 --json")
+
+
+@pytest.mark.parametrize("args,code,warning", [
+    (["--format", "fp8", "--target", "rtx3090"], 0, "cannot serve W8A8-FP8"),  # sm_86 < sm_89
+    (["--format", "Q4_K_M", "--target", "rtx4090", "--context", "100000"], 0,
+     "past the 8192"),
+    (["--format", "Q4_K_M", "--target", "rpi5", "--batch", "2000", "--context", "8192"], 3,
+     None),
+])
+def test_estimate_warns_of_what_the_target_cannot_run_and_exits_3_when_it_does_not_fit(
+        args: list[str], code: int, warning: str | None) -> None:
+    """Issue 18, item 5: FP8 on Ampere, a context past the trained length, a plan that does
+    not fit (exit 3, the estimate still printed)."""
+    r = advisor("estimate", *args, "--json")
+    assert r.returncode == code, r.stderr
+    out = json.loads(r.stdout)
+    if warning:
+        assert len(out["warnings"]) == 1 and warning in out["warnings"][0]
+        assert warning in r.stderr
+    else:
+        assert out["warnings"] == [] and "over rpi5's" in r.stderr.strip().splitlines()[-1]
+        assert out["estimate"]["total_memory"]["value"] > out["estimate"]["device_memory"]["value"]
