@@ -66,7 +66,10 @@ _ESCAPES = re.compile(r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
                       r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*"
                       r"(?:\x07|\x1b\\|\x9c)?"
                       r"|\x1b[ -~]?")
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# C0 but tab and line feed, DEL, C1, and the Unicode bidirectional controls (U+202A-U+202E,
+# U+2066-U+2069, U+200E/U+200F, U+061C): a name holding U+202E prints reversed ("Trojan
+# Source"), so a file name or model name could pose as another
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
 
 
 def printable(text: object, newlines: bool = False) -> str:

@@ -130,9 +130,14 @@ def load_target(name: str) -> HardwareProfile:
     try:
         entry = profiles.load(name)
     except KeyError:
+        import difflib
+
+        known = sorted({*profiles.names(), *(a for n in profiles.names() for a in aliases_of(n))})
+        close = difflib.get_close_matches(name.lower(), known, n=3, cutoff=0.5)
         raise BadInput(
-            f"unknown hardware profile {name!r}; known: {', '.join(profiles.names())}",
-            "`advisor profiles` lists them",
+            f"unknown hardware profile {name!r}"
+            + (f"; did you mean {', '.join(close)}?" if close else ""),
+            "`advisor profiles` lists the devices and the aliases --target accepts",
         ) from None
     return profile_from_entry(entry)
 

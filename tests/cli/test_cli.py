@@ -59,7 +59,7 @@ BAD_INPUT = [
     (["inspect", "--model", "{cfg_missing}"], "no valid 'hidden_size'"),
     (["inspect", "--model", "{cfg_arch}"], "unsupported architecture"),
     (["inspect", "--model", "{cfg_json}"], "config.json is not valid JSON"),
-    (["probe", "--target", "no-such-gpu"], "rtx4090"),
+    (["probe", "--target", "rtx-4090x"], "did you mean rtx4090"),
     (["estimate", "--format", "Q9_K_XL"], "unknown format"),
     (["estimate", "--format", "Q4_K_M", "--target", "nope"], "advisor profiles"),
     (["estimate", "--format", "int4", "--group-size", "100"], "group size"),

@@ -30,6 +30,8 @@ def test_printable_strips_escape_codes_and_controls_and_keeps_unicode() -> None:
     _clean(out)
     assert out == "smol [bold red]x[/]  red  é 日本 🙂\tend"
     assert printable("a\nb") == "a b" and printable("a\r\nb\x1b[2K", newlines=True) == "a\nb"
+    # bidirectional overrides ("Trojan Source"): "model\u202egguf.exe" would print reversed
+    assert printable("model\u202egguf.exe\u2066x\u2069\u200f") == "modelgguf.exex"
     # a message of the model's strings (unsupported architecture ...) leaves the CLI printable
     _clean(BadInput(f"unsupported architecture {EVIL!s}", "use llama").one_line())
 
