@@ -200,14 +200,16 @@ def test_names_and_aliases_are_unambiguous() -> None:
             )
 
 
-def test_unknown_name_lists_the_known_ones() -> None:
+def test_an_unknown_name_gets_the_closest_ones_and_where_to_list_them() -> None:
     with pytest.raises(KeyError, match="h100-sxm"):
         profiles.load("tpu-v5")
     with pytest.raises(BadInput) as err:
         load_target("tpu-v5")
     line = err.value.one_line()
-    assert "'tpu-v5'" in line and "rtx4090" in line and "advisor profiles" in line
+    assert "'tpu-v5'" in line and "advisor profiles" in line
     assert "\n" not in line and err.value.exit_code == 2
+    with pytest.raises(BadInput, match="did you mean rtx4090"):
+        load_target("rtx-4090x")  # a typo: the device it was meant to be, not all 54
 
 
 def test_list_targets_covers_the_catalogue() -> None:
