@@ -8,14 +8,15 @@ from dataclasses import dataclass, field
 from advisor.errors import BadInput
 from advisor.estimate import Workload
 from advisor.formats import DEFAULT_GROUP_SIZE, GROUP_SIZES
+from advisor.measure.stage import DEFAULT_WINDOW
 from advisor.recommend.offers import backend_choices
 from advisor.targets import Targets, parse_duration, parse_size
 
 DEFAULT_PRESETS = ("Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_0", "Q4_K_S", "Q4_K_M", "Q5_0",
                    "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0")
 """Stock llama.cpp presets offered as candidates (none needs an importance matrix)."""
-EVAL_WINDOW = 512
-"""Tokens of each evaluation window of the candidates' KL."""
+EVAL_WINDOW = DEFAULT_WINDOW
+"""Tokens of each evaluation window of the candidates' KL (`advisor eval`'s default)."""
 
 
 @dataclass(frozen=True)
