@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,28 @@ import backends
 # backend is in backends/__init__.py: the conformance suite (parametrised from the registry) and
 # tests/backends/test_registry.py see it offered, written and loaded like the others.
 backends.declare("toy", "tests.backends.toy", ("W8A16",))
+
+
+@contextlib.contextmanager
+def cache_at(path: Path) -> Iterator[Path]:
+    """$QUANT_ADVISOR_CACHE (seen by every CLI subprocess too) at `path` for the block."""
+    before = os.environ.get("QUANT_ADVISOR_CACHE")
+    os.environ["QUANT_ADVISOR_CACHE"] = str(path)
+    try:
+        yield path
+    finally:
+        if before is None:
+            os.environ.pop("QUANT_ADVISOR_CACHE", None)
+        else:
+            os.environ["QUANT_ADVISOR_CACHE"] = before
+
+
+@pytest.fixture(scope="session", autouse=True)
+def advisor_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The suite's cache, never the user's ~/.cache/quant-advisor: a run leaves nothing behind
+    there, and what it caches counts in the suite's own temporary directory."""
+    with cache_at(tmp_path_factory.mktemp("cache")) as path:
+        yield path
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ session-private imatrix cache, and quantized files made once per session."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from advisor.modelspec import ModelSpec
 from advisor.plan import QuantPlan
 from advisor.textdata import default_calibration_text
+from tests.conftest import cache_at
 
 # One 512-token imatrix chunk (the text is ~4.3 characters per token): enough to move the
 # numbers, cheap enough for two slow cores.
@@ -34,14 +34,8 @@ def calib_text() -> str:
 @pytest.fixture(scope="session", autouse=True)
 def imatrix_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Importance matrices of this session go to a private cache (not ~/.cache)."""
-    path = tmp_path_factory.mktemp("cache")
-    before = os.environ.get("QUANT_ADVISOR_CACHE")
-    os.environ["QUANT_ADVISOR_CACHE"] = str(path)
-    yield path
-    if before is None:
-        os.environ.pop("QUANT_ADVISOR_CACHE", None)
-    else:
-        os.environ["QUANT_ADVISOR_CACHE"] = before
+    with cache_at(tmp_path_factory.mktemp("backends-cache")) as path:
+        yield path
 
 
 Quantized = Callable[[QuantPlan, bool], tuple[Path, QuantPlan]]
