@@ -25,9 +25,10 @@ def tiny_with_tokenizer(tmp_path: Path, tokenizer_dir: Path, **overrides: Any) -
 _TOKENIZER: dict[str, Path] = {}
 
 
-def embedded_tokenizer_dir(root: Path) -> Path:
+def embedded_tokenizer_dir() -> Path:
     """The embedded model's tokenizer saved as tokenizer.json (once per test process: the GGUF
-    vocabulary conversion takes ~20 s)."""
+    vocabulary conversion takes ~20 s), in the suite's cache (a test's tmp_path goes at the end of
+    its test)."""
     if "dir" not in _TOKENIZER:
         import transformers
 
@@ -35,7 +36,9 @@ def embedded_tokenizer_dir(root: Path) -> Path:
 
         gguf = resolve_model("smollm2-135m")
         tok = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        out = root / "smollm2-tokenizer"
+        from advisor.artifact.cache import cache_root
+
+        out = cache_root() / "tests" / "smollm2-tokenizer"
         tok.save_pretrained(str(out))
         _TOKENIZER["dir"] = out
     return _TOKENIZER["dir"]

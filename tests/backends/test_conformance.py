@@ -31,7 +31,7 @@ def _case(name: str, embedded: ModelSpec, tmp_path: Path) -> tuple[ModelSpec, Qu
     from tests.backends.hf_tiny import embedded_tokenizer_dir, tiny_with_tokenizer
 
     # a tiny model with the embedded tokenizer: the HF runners tokenize, calibrating ones read text
-    model_dir, _ = tiny_with_tokenizer(tmp_path, embedded_tokenizer_dir(tmp_path))
+    model_dir, _ = tiny_with_tokenizer(tmp_path, embedded_tokenizer_dir())
     spec = inspect_model(str(model_dir))
     return spec, plan_for_format(spec, schemes[0], backend=name)
 

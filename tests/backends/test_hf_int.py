@@ -28,7 +28,7 @@ CALIB = QuantizeOptions(threads=2, extra={"calib_windows": 2})
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ModelSpec, torch.nn.Module]:
     root = tmp_path_factory.mktemp("tiny")
-    model_dir, model = tiny_with_tokenizer(root, embedded_tokenizer_dir(root))
+    model_dir, model = tiny_with_tokenizer(root, embedded_tokenizer_dir())
     return model_dir, inspect_model(str(model_dir)), model
 
 

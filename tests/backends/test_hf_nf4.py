@@ -39,7 +39,7 @@ NF4_SUFFIXES = ("absmax", "quant_map", "nested_absmax", "nested_quant_map",
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ModelSpec, torch.nn.Module]:
     # the embedded model's tokenizer (~20 s once per session): the runner tokenizes
     root = tmp_path_factory.mktemp("tiny")
-    model_dir, model = tiny_with_tokenizer(root, embedded_tokenizer_dir(root))
+    model_dir, model = tiny_with_tokenizer(root, embedded_tokenizer_dir())
     return model_dir, inspect_model(str(model_dir)), model
 
 

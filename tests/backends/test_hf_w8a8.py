@@ -39,7 +39,7 @@ PROJ = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ModelSpec, torch.nn.Module]:
     root = tmp_path_factory.mktemp("tiny-w8a8")
-    model_dir, model = tiny_with_tokenizer(root, embedded_tokenizer_dir(root))
+    model_dir, model = tiny_with_tokenizer(root, embedded_tokenizer_dir())
     return model_dir, inspect_model(str(model_dir)), model
 
 

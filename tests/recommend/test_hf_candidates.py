@@ -64,7 +64,7 @@ def test_backend_errors_are_one_line(tmp_path: Path, args: tuple[str, ...], code
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("hf-rec")
-    model_dir, _ = tiny_with_tokenizer(root, embedded_tokenizer_dir(root), num_hidden_layers=3)
+    model_dir, _ = tiny_with_tokenizer(root, embedded_tokenizer_dir(), num_hidden_layers=3)
     return model_dir
 
 
