@@ -122,6 +122,9 @@ def show_profiles(targets: list[HardwareProfile]) -> None:
 def show_model(spec: ModelSpec, tensors: bool = False) -> None:
     c = console()
     c.print(f"[bold]{shown(spec.name)}[/bold]  [dim]{spec.format.value}: {shown(spec.path)}[/dim]")
+    if spec.extra.get("weights") == "config-only":
+        c.print("[yellow]config.json only, no weights: the tensors and bytes below are "
+                "predicted from it[/yellow]")
     t = Table(show_header=False, box=None, pad_edge=False)
     t.add_row("architecture", shown(spec.architecture))
     t.add_row("parameters", f"{spec.n_params:,}")

@@ -64,7 +64,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from advisor.cli.console import show_model
     from advisor.inspect import inspect_model
 
-    spec = inspect_model(args.model)
+    spec = inspect_model(args.model, weights=False)
     if args.json:
         _emit_json(spec.to_dict())
     else:
@@ -84,7 +84,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
                             concurrency=args.batch, context=args.context)
     except ValueError as e:
         raise BadInput(str(e), "pass positive integers") from None
-    spec = inspect_model(args.model)
+    spec = inspect_model(args.model, weights=False)
     plan = plan_for_format(spec, args.format, group_size=args.group_size)
     hw = get_hardware(args.target, None)
     est = estimate(spec, plan, hw, workload)

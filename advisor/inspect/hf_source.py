@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from advisor.errors import BadInput
+from advisor.inspect.from_config import CONFIG_ONLY, config_dtype, config_tensors, head_dim
 from advisor.inspect.roles import role_of
 from advisor.inspect.untrusted import (
     checkpoint_pickles,
@@ -134,11 +135,19 @@ def weight_files(d: Path) -> list[Path]:
     return files
 
 
-def read_hf_dir(d: Path) -> ModelSpec:
+def read_hf_dir(d: Path, *, weights: bool = True) -> ModelSpec:
+    """The spec of directory `d` from its headers. A directory with config.json and no weights
+    (plan before download, advisor.inspect.from_config) is read when `weights` is False, and
+    refused with the fix otherwise."""
     refuse_custom_code(d)  # first: nothing below may hand a directory with auto_map onward
     pickles = checkpoint_pickles(d)
     files = weight_files(d)
-    if not files:
+    config_only = not files and not pickles and regular_file(d / "config.json")
+    if config_only and weights:
+        raise BadInput(f"{d} holds config.json but no weights (*.safetensors)",
+                       "download them into it (huggingface-cli download <id> --local-dir <it>); "
+                       "`advisor inspect` and `estimate` size a model from config.json alone")
+    if not files and not config_only:
         if pickles:
             raise BadInput(
                 f"{d} holds only pickle checkpoints ({', '.join(pickles[:3])}), which run code "
@@ -155,7 +164,12 @@ def read_hf_dir(d: Path) -> ModelSpec:
                        f"(more than {_MAX_LAYERS})", "restore the model's config.json")
     tmap = _canonical_map(arch, n_layers)
     tensors = []
-    for key, shape, dtype in _headers(files):
+    if config_only:
+        dtype = config_dtype(cfg)
+        listed = [(key, shape, dtype) for key, shape in config_tensors(cfg, arch)]
+    else:
+        listed = _headers(files)
+    for key, shape, dtype in listed:
         canonical = tmap.get_name(key, try_suffixes=(".weight", ".bias"))
         if canonical is None:
             canonical = key
@@ -178,11 +192,12 @@ def read_hf_dir(d: Path) -> ModelSpec:
         n_layers=n_layers,
         n_heads=n_heads,
         n_kv_heads=int(cfg.get("num_key_value_heads") or n_heads),
-        head_dim=int(cfg.get("head_dim") or cfg["hidden_size"] // n_heads),
+        head_dim=head_dim(cfg, arch),
         vocab_size=int(cfg["vocab_size"]),
         context_length=int(cfg.get("max_position_embeddings") or 2048),
         tied_embeddings=not has_lm_head,
         tensors=tuple(tensors),
         extra={"hf_architecture": hf_arch, "torch_dtype": cfg.get("torch_dtype"),
-               "n_expert": int(cfg.get("num_local_experts") or cfg.get("num_experts") or 0)},
+               "n_expert": int(cfg.get("num_local_experts") or cfg.get("num_experts") or 0)}
+        | ({"weights": CONFIG_ONLY} if config_only else {}),
     )
