@@ -248,7 +248,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
                           imatrix_file=imatrix_file, bench_all=args.bench_all,
                           threads=args.threads, storage=args.storage, flags=flags,
                           backend=args.backend, group_size=args.group_size,
-                          serve_context=args.context, force=args.force)
+                          serve_context=args.context, force=args.force,
+                          sensitivity_anchors=args.sensitivity_anchors)
     with _stages(args) as stages:
         report = recommend(args.model, targets, args.target, Path(args.out), cfg, stages)
     if args.json:

@@ -223,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="bench every candidate (default: in pick order until one meets every "
                          "target; the others' memory and p95 are predicted)")
     imatrix(sp, rec.imatrix)
+    sp.add_argument("--sensitivity-anchors", type=int, default=rec.sensitivity_anchors,
+                    metavar="N",
+                    help="decoder layers whose tensors are measured end to end in the "
+                         "sensitivity stage, the others scaled from them (time linear in the "
+                         "model's size); 0 measures every layer (time grows with depth x size)")
     sp.add_argument("--threads", type=int, default=rec.threads, help="0 = all cores")
     sp.add_argument("--out", required=True, help="artifact directory of the pick (new or empty)")
     sp.add_argument("--force", action="store_true",

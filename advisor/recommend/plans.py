@@ -138,7 +138,12 @@ def gguf_search(run: SearchRun, spec: ModelSpec, space: PlanSpace, table: Sensit
                 "best_trial": result.best.number if result.best else None}
         if sub is space:
             found.info.update(info, imatrix_sha256=table.imatrix_sha256,
-                              budget_tensor_bytes=budget)
+                              budget_tensor_bytes=budget, sensitivity={
+                                  "anchors": table.config.anchors,
+                                  "anchored_layers": table.extra.get("anchored_layers"),
+                                  "tensors_measured": sum(1 for v in table.measured.values()
+                                                          if v),
+                                  "seconds": round(table.seconds, 1)})
         else:
             found.info["floor_study"] = info | {"candidates": n}
     if cfg.measured_trials:
@@ -159,7 +164,8 @@ def _study(run: SearchRun, spec: ModelSpec, space: PlanSpace, table: Sensitivity
     cfg = run.cfg
     name = study_name(file_identity(spec.path), run.targets, space.digest(), budget)
     create_job_study(recommend_job(run.model, run.source_spec, run.targets.to_dict(), space,
-                                   budget, cfg.trials, cfg.seed, cfg.imatrix),
+                                   budget, cfg.trials, cfg.seed, cfg.imatrix,
+                                   cfg.sensitivity_anchors),
                      run.storage, study_name=name)
     with run.stages.bar(f"searching plans ({cfg.trials} trials, study {name})") as bar:
         return run_search(table, budget, run.storage,
@@ -195,7 +201,8 @@ def _measured_search(run: SearchRun, name: str, spec: ModelSpec, space: PlanSpac
     mname = name + "-measured"
     # stored in the study, so `advisor worker --study <name>-measured` can join this phase too
     job = replace(recommend_job(run.model, run.source_spec, targets.to_dict(), space, budget,
-                                cfg.measured_trials, cfg.seed, cfg.imatrix),
+                                cfg.measured_trials, cfg.seed, cfg.imatrix,
+                                cfg.sensitivity_anchors),
                   objectives=("kl",), limits=limits, measure=settings)
     create_job_study(job, run.storage, study_name=mname)
     with run.stages.bar(f"measured search ({cfg.measured_trials} trials quantized and "

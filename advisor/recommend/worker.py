@@ -46,7 +46,8 @@ def run_worker(study_name: str, storage: str, *, model: str | None = None,
     if job.space_digest and space.digest() != job.space_digest:
         raise BadInput(f"this host's plan spaces ({', '.join(spaces)}) differ from the study's "
                        f"({job.space_digest})", "use the same quant-advisor version on every host")
-    table = gguf_sensitivity(spec, free, imatrix=job.imatrix, threads=threads, stages=stages)
+    table = gguf_sensitivity(spec, free, imatrix=job.imatrix, threads=threads, stages=stages,
+                             anchors=job.sensitivity_anchors)
     table = replace(table, space=space)
     evaluate = None
     if job.measure is not None:

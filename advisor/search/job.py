@@ -63,6 +63,7 @@ class SearchJob:
     targets: dict[str, Any] = field(default_factory=dict)
     measure: MeasureSettings | None = None
     space_digest: str = ""
+    sensitivity_anchors: int = 0  # SensitivityConfig.anchors of the table every worker builds
     heartbeat_s: int = HEARTBEAT_S
     grace_s: int = GRACE_S
     version: int = JOB_VERSION
@@ -101,6 +102,7 @@ class SearchJob:
                    targets=dict(d.get("targets") or {}),
                    measure=MeasureSettings(**m) if m else None,
                    space_digest=str(d.get("space_digest", "")),
+                   sensitivity_anchors=int(d.get("sensitivity_anchors", 0)),
                    heartbeat_s=int(d.get("heartbeat_s", HEARTBEAT_S)),
                    grace_s=int(d.get("grace_s", GRACE_S)))
 
@@ -126,7 +128,8 @@ def save_job(study: optuna.Study, job: SearchJob) -> None:
 
 
 def recommend_job(model: str, spec: Any, targets: dict[str, Any], space: PlanSpace,
-                  budget_bytes: int, n_trials: int, seed: int, imatrix: bool) -> SearchJob:
+                  budget_bytes: int, n_trials: int, seed: int, imatrix: bool,
+                  sensitivity_anchors: int = 0) -> SearchJob:
     """The surrogate-only job `advisor recommend` runs (an alias stays an alias, so workers on
     other hosts resolve their own copy; a path is made absolute)."""
     from advisor.artifact.cache import file_identity
@@ -135,7 +138,7 @@ def recommend_job(model: str, spec: Any, targets: dict[str, Any], space: PlanSpa
     name = model if model.strip().lower() in ALIASES else str(Path(spec.path).absolute())
     return SearchJob(model=name, model_identity=file_identity(spec.path), imatrix=imatrix,
                      budget_bytes=budget_bytes, n_trials=n_trials, seed=seed, targets=targets,
-                     space_digest=space.digest())
+                     space_digest=space.digest(), sensitivity_anchors=sensitivity_anchors)
 
 
 def _open(url: str, heartbeat_s: int = HEARTBEAT_S,

@@ -9,15 +9,15 @@ from pathlib import Path
 from advisor.modelspec import ModelSpec, SourceFormat
 from advisor.progress import Stages
 from advisor.sensitivity.measure import sensitivity_table
-from advisor.sensitivity.table import SensitivityTable
+from advisor.sensitivity.table import SensitivityConfig, SensitivityTable
 from advisor.space import PlanSpace
 from advisor.textdata import default_calibration_text
 
 
 def gguf_sensitivity(spec: ModelSpec, space: PlanSpace, *, imatrix: bool, threads: int,
-                     stages: Stages) -> SensitivityTable:
+                     stages: Stages, anchors: int = 0) -> SensitivityTable:
     """The sensitivity table of `space` (a plan space of `spec`); an HF source is measured as its
-    cached F16 GGUF."""
+    cached F16 GGUF. `anchors`: SensitivityConfig.anchors (0: every layer measured)."""
     from backends.gguf import IMATRIX_CHUNKS, f16_reference, imatrix_for
 
     src = Path(spec.path) if spec.format is SourceFormat.GGUF else f16_reference(spec, threads)
@@ -29,4 +29,4 @@ def gguf_sensitivity(spec: ModelSpec, space: PlanSpace, *, imatrix: bool, thread
                                  max_chunks=IMATRIX_CHUNKS).values
     with stages.bar("sensitivity table (cached after the first run)") as bar:
         return sensitivity_table(src, space, text=calib, imatrix=values, threads=threads,
-                                 on_progress=bar)
+                                 config=SensitivityConfig(anchors=anchors), on_progress=bar)

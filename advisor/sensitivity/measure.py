@@ -15,6 +15,17 @@ tensors, 961 candidates) against measuring all 961: scaled/measured ratio geomet
 80% within 1.5x, p10-p90 0.69-1.50; the DP plan of the scaled table at Q3_K_M's size scores 0.0934
 nats on the all-measured table against 0.0921 for that table's own optimum (Q4_K_M: 0.0233 vs
 0.0221), for 4.5x less time (88 s vs 415 s wall on a shared 2-core host).
+
+Anchored (`SensitivityConfig.anchors`, recommend's default 8): only the anchor layers are
+replayed, so the cost is a fixed number of replays plus one output error per candidate, linear in
+the parameters. On the embedded model with its imatrix, against the every-layer table: Spearman
+0.98 over the 961 candidate costs, anchored/every-layer ratio geometric mean 1.09 (p10-p90
+0.72-1.57); the anchored table's DP plans score 1.04-1.08x the every-layer optimum on the
+every-layer table; 35 s instead of 53 s for the table (idle 2-core host). Held-out measured KL of
+`recommend --max-size <Q3_K_M bytes> --eval-windows 4` picks: 0.0344 nats (8 anchors), 0.0341
+(6) against 0.0346 (every layer); on the rotated float-native copy (advisor.benchmarks.float_native)
+at its Q3_K_M size, 0.0607 against 0.0593 (table 50.5 s against 58.5 s). Per-role gains on the linear's own output error beat a
+per-layer gain on the whole layer's output error (1.04-1.08x against 1.07-1.17x).
 """
 
 from __future__ import annotations
@@ -93,10 +104,13 @@ def _quantized(weight: np.ndarray, types: tuple[str, ...],
     return out
 
 
+Measured = tuple[dict[str, float], tuple[str, ...], "list[float] | None"]
+
+
 def _measure_group(cache: LayerCache, group: list[TensorChoice],
-                   values: list[list[torch.Tensor]], exhaustive: bool,
-                   ) -> list[tuple[dict[str, float], tuple[str, ...]]]:
-    """Costs of every candidate of the tensors of one layer, and the types that were measured.
+                   values: list[list[torch.Tensor]], exhaustive: bool) -> list[Measured]:
+    """Costs of every candidate of the tensors of one layer, the types that were measured, and
+    the candidates' output errors (None where the tensor has none: embedding, head).
 
     One batched KL call for the group; a tensor whose cheapest candidate leaves its output
     unchanged (zero error: nothing to scale from) has every candidate measured."""
@@ -108,17 +122,56 @@ def _measure_group(cache: LayerCache, group: list[TensorChoice],
         plans.append((len(items), n, errors))
         items.extend((t.name, v) for v in vals[:n])
     kls = cache.kl_many(items)
-    out = []
+    out: list[Measured] = []
     for t, (start, n, errors) in zip(group, plans):
         if n == len(t.types):
-            out.append((dict(zip(t.types, kls[start:start + n])), t.types))
+            out.append((dict(zip(t.types, kls[start:start + n])), t.types, errors))
             continue
         anchor = kls[start]
         scaled = errors or []  # n == 1 < len(types) only when errors were computed
         gain = anchor / scaled[0]
         costs = {g: (anchor if i == 0 else gain * e)
                  for i, (g, e) in enumerate(zip(t.types, scaled))}
-        out.append((costs, t.types[:1]))
+        out.append((costs, t.types[:1], errors))
+    return out
+
+
+def anchor_layers(layers: list[int], k: int) -> set[int]:
+    """`k` of the decoder `layers` evenly spaced, the first and the last included (every layer
+    when k is 0 or at least their number)."""
+    if k == 0 or k >= len(layers):
+        return set(layers)
+    return {layers[int(i)] for i in np.linspace(0, len(layers) - 1, k).round()}
+
+
+def _gain(costs: dict[str, float], types: tuple[str, ...],
+          errors: list[float] | None) -> float | None:
+    """KL per unit of output error of a measured tensor: from its first candidate measured
+    with a positive error and KL."""
+    for g, e in zip(types, errors or []):
+        if g in costs and e > 0.0 and costs[g] > 0.0:
+            return costs[g] / e
+    return None
+
+
+def _interpolated(work: list[TensorChoice], results: dict[str, Measured],
+                  errors: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    """Costs of the unanchored tensors (`errors`: their output errors): the error times the gain
+    of their role, log-linear in the layer index between the anchors' gains. A role with no gain
+    measured is left out (measured end to end by the caller)."""
+    points: dict[str, list[tuple[int, float]]] = {}
+    for t in work:
+        if t.name in results and t.layer is not None:
+            gain = _gain(results[t.name][0], t.types, results[t.name][2])
+            if gain is not None:
+                points.setdefault(t.role.value, []).append((t.layer, float(np.log(gain))))
+    out = {}
+    for t in work:
+        if t.name not in errors or t.layer is None or t.role.value not in points:
+            continue
+        xs, ys = zip(*sorted(points[t.role.value]))
+        gain = float(np.exp(np.interp(t.layer, xs, ys)))
+        out[t.name] = {g: gain * e for g, e in zip(t.types, errors[t.name])}
     return out
 
 
@@ -163,42 +216,65 @@ def measure_sensitivity(
     groups = _groups(work)
     workers = threads or default_threads()
 
-    def task(group: list[TensorChoice]) -> list[tuple[dict[str, float], tuple[str, ...]]]:
+    anchored = anchor_layers(sorted({t.layer for t in work if t.layer is not None}),
+                             config.anchors)
+    results: dict[str, Measured] = {}
+    done = 0
+    errors: dict[str, list[float]] = {}  # unanchored tensors: output error per candidate
+
+    def task(group: list[TensorChoice], measure: bool) -> list[Measured | list[float] | None]:
         values = []
         for t in group:
             w = loaded.params[t.name].detach().numpy()
             imp = imatrix.get(t.name) if imatrix is not None else None
             values.append(_quantized(w, t.types, imp))
         with torch.no_grad():  # grad mode is per thread
-            return _measure_group(cache, group, values, config.exhaustive)
+            if measure:
+                return list(_measure_group(cache, group, values, config.exhaustive))
+            return [cache.local_error(t.name, v) for t, v in zip(group, values)]
+
+    def run(batches: list[tuple[list[TensorChoice], bool]]) -> None:
+        nonlocal done
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sensitivity") as pool:
+            futures = {pool.submit(task, g, m): (g, m) for g, m in batches}
+            for fut in as_completed(futures):
+                group, measure = futures[fut]
+                for t, r in zip(group, fut.result()):
+                    if measure:
+                        results[t.name] = r  # type: ignore[assignment]
+                    elif r is not None:
+                        errors[t.name] = r  # type: ignore[assignment]
+                done += len(group) if measure else 0
+                if on_progress is not None:
+                    on_progress(min(done, len(work)), len(work))
 
     # Parallel over layers, one intra-op thread each: no OpenMP barrier to stall when the cores
     # are shared (2 intra-op threads ran 4-5x slower than 1 on a loaded 2-core host), and the
     # quantizer (ctypes releases the GIL) overlaps the forward passes.
-    done = 0
     with torch_threads(1), torch.no_grad():
         t_ref = time.perf_counter()
         cache = LayerCache(loaded, windows, config.scored_from)
         log.info("reference pass: %.1f s", time.perf_counter() - t_ref)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sensitivity") as pool:
-            futures = {pool.submit(task, g): g for g in groups}
-            for fut in as_completed(futures):
-                group = futures[fut]
-                for t, (c, m) in zip(group, fut.result()):
-                    costs[t.name], measured[t.name] = c, m
-                done += len(group)
-                if on_progress is not None:
-                    on_progress(done, len(work))
+        run([(g, g[0].layer is None or g[0].layer in anchored) for g in groups])
+        scaled = _interpolated(work, results, errors)
+        done += len(scaled)
+        # unanchored tensors with no output error or no gain of their role: measured end to end
+        rest = [t for t in work if t.name not in results and t.name not in scaled]
+        run([(g, True) for g in _groups(rest)])
+    costs.update({n: r[0] for n, r in results.items()} | scaled)
+    measured.update({n: r[1] for n, r in results.items()} | {n: () for n in scaled})
     seconds = time.perf_counter() - t0
-    log.info("sensitivity of %d tensors (%d measured KLs, %d threads) in %.1f s", len(work),
-             sum(len(v) for v in measured.values()), workers, seconds)
+    log.info("sensitivity of %d tensors (%d measured KLs, %d anchored layers, %d threads) in "
+             "%.1f s", len(work), sum(len(v) for v in measured.values()), len(anchored),
+             workers, seconds)
     return SensitivityTable(
         space=space, costs={t.name: costs[t.name] for t in space.tensors},
         measured={t.name: measured[t.name] for t in work}, config=config, model_id=model_id,
         text_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         imatrix_sha256=imatrix_digest(imatrix), n_tokens=int(windows.size),
         n_scored=cache.n_scored, seconds=seconds,
-        extra={"load_seconds": loaded.seconds, "threads": workers},
+        extra={"load_seconds": loaded.seconds, "threads": workers,
+               "anchored_layers": sorted(anchored)},
     )
 
 

@@ -35,12 +35,21 @@ class SensitivityConfig:
     `exhaustive=False` measures one candidate per tensor (the cheapest: the largest, best resolved
     KL) and scales it to the others by their mean squared output error on the same tokens; True
     measures every candidate (~4.5x the time on the embedded model).
+
+    `anchors` > 0 measures end-to-end KL on that many decoder layers only (evenly spaced, the
+    first and the last included): a tensor of another layer costs its output error times the
+    KL-per-error gain of its role, interpolated (log-linear in the layer index) between the
+    anchors. Each measurement replays the layers after its own, so measuring every layer
+    (`anchors=0`) costs depth x parameters, anchors a fixed number of replays: time linear in the
+    parameters (advisor.sensitivity.measure has the figures). The embedding and an untied head
+    are always measured.
     """
 
     n_ctx: int = 32
     n_windows: int = 2
     first_scored: int = -1
     exhaustive: bool = False
+    anchors: int = 0
     version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -51,6 +60,12 @@ class SensitivityConfig:
         if not isinstance(self.first_scored, int) or not -1 <= self.first_scored < self.n_ctx:
             raise ValueError(f"SensitivityConfig.first_scored={self.first_scored!r}; expected -1 "
                              f"or 0 <= it < n_ctx={self.n_ctx}")
+        if not isinstance(self.anchors, int) or self.anchors < 0 or self.anchors == 1:
+            raise ValueError(f"SensitivityConfig.anchors={self.anchors!r}; expected 0 (every "
+                             "layer) or at least 2")
+        if self.anchors and self.exhaustive:
+            raise ValueError("SensitivityConfig: exhaustive measures every candidate of every "
+                             "layer; anchors must be 0 with it")
 
     @property
     def scored_from(self) -> int:
@@ -64,7 +79,7 @@ class SensitivityConfig:
         if d.get("version", SCHEMA_VERSION) != SCHEMA_VERSION:
             raise ValueError(f"SensitivityConfig version {d.get('version')} != {SCHEMA_VERSION}")
         return cls(int(d["n_ctx"]), int(d["n_windows"]), int(d["first_scored"]),
-                   bool(d["exhaustive"]))
+                   bool(d["exhaustive"]), int(d.get("anchors", 0)))
 
 
 @dataclass(frozen=True)

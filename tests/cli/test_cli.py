@@ -71,6 +71,8 @@ BAD_INPUT = [
     (["recommend", "--p95", "fast", "--out", "{out}"], "'fast' is not a duration"),
     (["recommend", "--p95", "0s", "--out", "{out}"], "must be longer than zero"),
     (["recommend", "--max-kld", "abc", "--out", "{out}"], "not a number"),
+    (["recommend", "--max-size", "90MB", "--sensitivity-anchors", "1", "--out", "{out}"],
+     "--sensitivity-anchors 1 must be 0"),
     (["recommend", "--trials", "0", "--out", "{out}"], "--trials 0"),
     (["quantize", "--preset", "Q9_K", "--out", "{out}"], "unknown format"),
     (["quantize", "--out", "{out}"], "exactly one of --preset and --plan"),

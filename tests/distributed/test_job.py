@@ -28,6 +28,12 @@ def test_round_trip_and_stable_name() -> None:
     assert SearchJob.from_dict(JOB.to_dict()) == JOB
     assert JOB.study_name() == SearchJob.from_dict(JOB.to_dict()).study_name()
     assert replace(JOB, budget_bytes=10**8 + 1).study_name() != JOB.study_name()
+    # the sensitivity every worker measures is the job's: another anchor count, another study
+    anchored = replace(JOB, sensitivity_anchors=8)
+    assert SearchJob.from_dict(anchored.to_dict()) == anchored
+    assert anchored.study_name() != JOB.study_name()
+    old = {k: v for k, v in JOB.to_dict().items() if k != "sensitivity_anchors"}
+    assert SearchJob.from_dict(old).sensitivity_anchors == 0  # a job written before anchors
 
 
 @pytest.mark.parametrize("change,needle", [

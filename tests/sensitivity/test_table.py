@@ -27,6 +27,24 @@ def test_config_validation() -> None:
         SensitivityConfig(n_windows=0)
     with pytest.raises(ValueError, match="first_scored"):
         SensitivityConfig(n_ctx=8, first_scored=8)
+    for bad in (1, -1):
+        with pytest.raises(ValueError, match="anchors"):
+            SensitivityConfig(anchors=bad)
+    with pytest.raises(ValueError, match="anchors must be 0"):
+        SensitivityConfig(anchors=4, exhaustive=True)
+    cfg = SensitivityConfig(anchors=6)
+    assert SensitivityConfig.from_dict(cfg.to_dict()) == cfg
+    old = {k: v for k, v in SensitivityConfig().to_dict().items() if k != "anchors"}
+    assert SensitivityConfig.from_dict(old).anchors == 0  # a table cached before anchors
+
+
+def test_anchor_layers_are_evenly_spaced_with_both_ends() -> None:
+    from advisor.sensitivity.measure import anchor_layers
+
+    assert anchor_layers(list(range(30)), 8) == {0, 4, 8, 12, 17, 21, 25, 29}
+    assert anchor_layers(list(range(30)), 2) == {0, 29}
+    assert anchor_layers(list(range(5)), 8) == set(range(5))  # fewer layers: every one
+    assert anchor_layers(list(range(5)), 0) == set(range(5))
 
 
 def test_surrogate_and_labels() -> None:
