@@ -249,7 +249,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
                           threads=args.threads, storage=args.storage, flags=flags,
                           backend=args.backend, group_size=args.group_size,
                           serve_context=args.context, force=args.force,
-                          sensitivity_anchors=args.sensitivity_anchors)
+                          sensitivity_anchors=args.sensitivity_anchors, device=args.device)
     with _stages(args) as stages:
         report = recommend(args.model, targets, args.target, Path(args.out), cfg, stages)
     if args.json:

@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     from advisor.recommend.config import EVAL_WINDOW, RecommendConfig
     from advisor.recommend.offers import backend_choices
     from backends.base import QuantizeOptions
+    from backends.hf import DEVICES
 
     defaults, rec, qopt = Workload(), RecommendConfig(), QuantizeOptions()
     hf = ", ".join(backends.hf_backends())
@@ -228,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="decoder layers whose tensors are measured end to end in the "
                          "sensitivity stage, the others scaled from them (time linear in the "
                          "model's size); 0 measures every layer (time grows with depth x size)")
+    sp.add_argument("--device", choices=DEVICES, default=rec.device,
+                    help="where the sensitivity stage's torch passes run: auto = cuda (CUDA or "
+                         "ROCm), else mps, else cpu")
     sp.add_argument("--threads", type=int, default=rec.threads, help="0 = all cores")
     sp.add_argument("--out", required=True, help="artifact directory of the pick (new or empty)")
     sp.add_argument("--force", action="store_true",

@@ -11,6 +11,7 @@ from advisor.formats import DEFAULT_GROUP_SIZE, GROUP_SIZES
 from advisor.measure.stage import DEFAULT_WINDOW
 from advisor.recommend.offers import backend_choices
 from advisor.targets import Targets, parse_duration, parse_size
+from backends.hf import resolve_device
 
 DEFAULT_PRESETS = ("Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_0", "Q4_K_S", "Q4_K_M", "Q5_0",
                    "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0")
@@ -54,6 +55,7 @@ class RecommendConfig:
     # (rotated) copy 0.0607 against 0.0593 (2.4% worse, inside both picks' 95% intervals). The
     # replays no longer grow with depth x size.
     sensitivity_anchors: int = 8
+    device: str = "auto"  # --device: where the torch stages run (backends.hf.DEVICES)
 
     def __post_init__(self) -> None:
         for name in ("candidates", "trials", "eval_windows", "bench_requests"):
@@ -64,6 +66,8 @@ class RecommendConfig:
         if self.sensitivity_anchors < 0 or self.sensitivity_anchors == 1:
             raise BadInput(f"--sensitivity-anchors {self.sensitivity_anchors} must be 0 (every "
                            "layer measured) or at least 2", "pass 0 or an integer >= 2")
+        if self.device not in ("auto", "cpu"):  # an accelerator named: there, before any work
+            resolve_device(self.device)
         if self.presets_measured < 0 or self.bench_warmup < 0 or self.measured_trials < 0:
             raise BadInput("preset and warm-up counts must be >= 0", "pass 0 or more")
         if self.backend not in backend_choices():

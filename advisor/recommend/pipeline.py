@@ -98,7 +98,7 @@ def recommend(model: str, targets: Targets, target: str | None, out: Path,
 
     with clock.stage("sensitivity"):
         table = gguf_sensitivity(spec, space, imatrix=cfg.imatrix, threads=cfg.threads,
-                                 anchors=cfg.sensitivity_anchors,
+                                 anchors=cfg.sensitivity_anchors, device=cfg.device,
                                  stages=stages) if use_gguf else None
 
     found = plans.Found()

@@ -15,10 +15,13 @@ from advisor.textdata import default_calibration_text
 
 
 def gguf_sensitivity(spec: ModelSpec, space: PlanSpace, *, imatrix: bool, threads: int,
-                     stages: Stages, anchors: int = 0) -> SensitivityTable:
+                     stages: Stages, anchors: int = 0, device: str = "cpu") -> SensitivityTable:
     """The sensitivity table of `space` (a plan space of `spec`); an HF source is measured as its
-    cached F16 GGUF. `anchors`: SensitivityConfig.anchors (0: every layer measured)."""
+    cached F16 GGUF. `anchors`: SensitivityConfig.anchors (0: every layer measured). `device`:
+    a `--device` value (backends.hf.DEVICES); only the streamed sweep of an anchored table
+    runs off the CPU."""
     from backends.gguf import IMATRIX_CHUNKS, f16_reference, imatrix_for
+    from backends.hf import resolve_device
 
     src = Path(spec.path) if spec.format is SourceFormat.GGUF else f16_reference(spec, threads)
     calib = default_calibration_text()
@@ -29,4 +32,5 @@ def gguf_sensitivity(spec: ModelSpec, space: PlanSpace, *, imatrix: bool, thread
                                  max_chunks=IMATRIX_CHUNKS).values
     with stages.bar("sensitivity table (cached after the first run)") as bar:
         return sensitivity_table(src, space, text=calib, imatrix=values, threads=threads,
-                                 config=SensitivityConfig(anchors=anchors), on_progress=bar)
+                                 config=SensitivityConfig(anchors=anchors), on_progress=bar,
+                                 device=resolve_device(device))

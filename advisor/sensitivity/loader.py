@@ -75,29 +75,32 @@ def canonical_params(model: Any, architecture: str, n_layers: int) -> dict[str, 
     return out
 
 
-def _dequantized(buf: Any, data_offset: int, t: Any) -> np.ndarray:
+def decode(raw: np.ndarray, gtype: Any, rows: int, n: int) -> np.ndarray:
+    """`rows` rows of `n` values stored as GGML type `gtype` (raw bytes) in float32 [rows, n]."""
     from kernels.ggml_quant import dequantize
 
+    name = gtype.name
+    if name == "F32":
+        return raw.view(np.float32).reshape(rows, n).copy()
+    if name == "F16":
+        return raw.view(np.float16).astype(np.float32).reshape(rows, n)
+    if name == "BF16":
+        return (raw.view(np.uint16).astype(np.uint32) << 16).view(np.float32).reshape(rows, n)
+    return dequantize(raw, int(gtype), (rows, n))
+
+
+def _dequantized(buf: Any, data_offset: int, t: Any) -> np.ndarray:
     raw = np.frombuffer(buf, dtype=np.uint8, count=t.nbytes, offset=data_offset + t.offset)
     ne = list(t.ne)
     rows = int(np.prod(ne[1:])) if len(ne) > 1 else 1
-    shape = tuple(reversed(ne))
-    name = t.type.name
-    if name == "F32":
-        return raw.view(np.float32).reshape(shape).copy()
-    if name == "F16":
-        return raw.view(np.float16).astype(np.float32).reshape(shape)
-    if name == "BF16":
-        return (raw.view(np.uint16).astype(np.uint32) << 16).view(np.float32).reshape(shape)
-    return dequantize(raw, int(t.type), (rows, ne[0])).reshape(shape)
+    return decode(raw, t.type, rows, ne[0]).reshape(tuple(reversed(ne)))
 
 
-def _fast_load(path: Path, header: Any, n_layers: int) -> Any:
-    """The model built from the GGUF's config, its weights dequantized by libggml."""
+def gguf_config(header: Any) -> Any:
+    """The transformers config of a GGUF of a FAST_ARCHS architecture, from transformers' own
+    GGUF key table."""
     import transformers
-    from gguf import get_tensor_name_map
     from transformers.integrations.ggml import GGUF_CONFIG_MAPPING
-    from transformers.modeling_gguf_pytorch_utils import TENSOR_PROCESSORS
 
     kv = header.kv
     arch = kv["general.architecture"]
@@ -115,7 +118,17 @@ def _fast_load(path: Path, header: Any, n_layers: int) -> Any:
                         ("tokenizer.ggml.eos_token_id", "eos_token_id")):
         if key in kv:
             cfg[hf_key] = kv[key]
-    config = transformers.AutoConfig.for_model(arch, **cfg)
+    return transformers.AutoConfig.for_model(arch, **cfg)
+
+
+def _fast_load(path: Path, header: Any, n_layers: int) -> Any:
+    """The model built from the GGUF's config, its weights dequantized by libggml."""
+    import transformers
+    from gguf import get_tensor_name_map
+    from transformers.modeling_gguf_pytorch_utils import TENSOR_PROCESSORS
+
+    arch = header.kv["general.architecture"]
+    config = gguf_config(header)
     processor = TENSOR_PROCESSORS[arch](config=config.to_dict())
     weights: dict[str, np.ndarray] = {}
     with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:

@@ -23,9 +23,10 @@ the parameters. On the embedded model with its imatrix, against the every-layer 
 0.72-1.57); the anchored table's DP plans score 1.04-1.08x the every-layer optimum on the
 every-layer table; 35 s instead of 53 s for the table (idle 2-core host). Held-out measured KL of
 `recommend --max-size <Q3_K_M bytes> --eval-windows 4` picks: 0.0344 nats (8 anchors), 0.0341
-(6) against 0.0346 (every layer); on the rotated float-native copy (advisor.benchmarks.float_native)
-at its Q3_K_M size, 0.0607 against 0.0593 (table 50.5 s against 58.5 s). Per-role gains on the linear's own output error beat a
-per-layer gain on the whole layer's output error (1.04-1.08x against 1.07-1.17x).
+(6) against 0.0346 (every layer); on the rotated float-native copy
+(advisor.benchmarks.float_native) at its Q3_K_M size, 0.0607 against 0.0593 (table 50.5 s
+against 58.5 s). Per-role gains on the linear's own output error beat a per-layer gain on the
+whole layer's output error (1.04-1.08x against 1.07-1.17x).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -196,28 +198,111 @@ def measure_sensitivity(
     threads: int = 0,
     on_progress: ProgressFn | None = None,
     model_id: str = "",
+    device: str = "cpu",
 ) -> SensitivityTable:
-    """Measure the table (no cache). See `sensitivity_table` for the arguments."""
-    from advisor.sensitivity.loader import load_gguf_model
+    """Measure the table (no cache). See `sensitivity_table` for the arguments. An anchored
+    table of a llama-layout GGUF is measured in one streamed sweep (advisor.sensitivity.stream:
+    one layer in float at a time, on `device`); the rest hold the model in float32."""
+    from advisor.sensitivity.stream import streamable
     from backends.gguf import default_threads
 
     t0 = time.perf_counter()
     path = Path(gguf_path)
     windows = _tokens(path, text, config)
-    loaded = load_gguf_model(path)
     work = [t for t in space.tensors if not (len(t.types) == 1 and t.types[0] == "F32")]
+    workers = threads or default_threads()
+    anchored = anchor_layers(sorted({t.layer for t in work if t.layer is not None}),
+                             config.anchors)
+    args = (path, windows, config, work, anchored, imatrix, workers, on_progress)
+    if config.anchors and streamable(path):
+        results, scaled, n_scored, extra = _streamed(*args, device=device)
+    else:
+        results, scaled, n_scored, extra = _in_memory(*args)
+    costs: dict[str, dict[str, float]] = {t.name: {"F32": 0.0} for t in space.tensors
+                                          if t not in work}
+    costs.update({n: r[0] for n, r in results.items()} | scaled)
+    measured = {n: r[1] for n, r in results.items()} | {n: () for n in scaled}
+    seconds = time.perf_counter() - t0
+    log.info("sensitivity of %d tensors (%d measured KLs, %d anchored layers, %d threads) in "
+             "%.1f s", len(work), sum(len(v) for v in measured.values()), len(anchored),
+             workers, seconds)
+    return SensitivityTable(
+        space=space, costs={t.name: costs[t.name] for t in space.tensors},
+        measured={t.name: measured[t.name] for t in work}, config=config, model_id=model_id,
+        text_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        imatrix_sha256=imatrix_digest(imatrix), n_tokens=int(windows.size),
+        n_scored=n_scored, seconds=seconds,
+        extra=extra | {"threads": workers, "anchored_layers": sorted(anchored)},
+    )
+
+
+Costs = tuple[dict[str, Measured], dict[str, dict[str, float]], int, dict[str, Any]]
+
+
+def _streamed(path: Path, windows: np.ndarray, config: SensitivityConfig,
+              work: list[TensorChoice], anchored: set[int],
+              imatrix: Mapping[str, np.ndarray] | None, workers: int,
+              on_progress: ProgressFn | None, device: str = "cpu") -> Costs:
+    """The anchored table from streamed sweeps: the anchors (and embedding, head) measured, the
+    rest scaled; a tensor left without a gain of its role is measured by a second sweep."""
+    from advisor.sensitivity.stream import GGUFWeights, pool_quantizer, sweep
+
+    names = GGUFWeights.names(path)
+    absent = [t.name for t in work if t.name not in names]
+    if absent:
+        raise BadInput(f"the model has no tensors {absent[:3]} of the plan space",
+                       "build the plan space from the same model")
+    done = 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        if on_progress is not None:
+            on_progress(min(done, len(work)), len(work))
+
+    quantize = pool_quantizer(_quantized, imatrix, workers)
+    results: dict[str, Measured] = {}
+    measure = {t.name for t in work if t.layer is None or t.layer in anchored}
+    with torch_threads(workers), torch.no_grad():
+        for round_ in range(2):
+            kls, errors, n_scored = sweep(path, windows, config.scored_from, work, measure,
+                                          quantize, torch.device(device),
+                                          on_tensor=tick if round_ == 0 else None)
+            for t in work:
+                if t.name in measure:
+                    results[t.name] = _from_kls(t, kls[t.name], errors.get(t.name))
+            scaled = _interpolated(work, results, {n: e for n, e in errors.items()
+                                                   if n not in results})
+            measure = {t.name for t in work if t.name not in results and t.name not in scaled}
+            if not measure:
+                break
+    return results, scaled, n_scored, {"streamed": True, "device": device}
+
+
+def _from_kls(t: TensorChoice, kls: dict[str, float], errors: list[float] | None) -> Measured:
+    """A measured tensor's costs: its measured KLs, the other candidates scaled from the first
+    by their output errors."""
+    if len(kls) == len(t.types) or not errors:
+        return {g: kls[g] for g in t.types}, t.types, errors
+    anchor = kls[t.types[0]]
+    gain = anchor / errors[0]
+    return ({g: (anchor if i == 0 else gain * e) for i, (g, e) in enumerate(zip(t.types, errors))},
+            t.types[:1], errors)
+
+
+def _in_memory(path: Path, windows: np.ndarray, config: SensitivityConfig,
+               work: list[TensorChoice], anchored: set[int],
+               imatrix: Mapping[str, np.ndarray] | None, workers: int,
+               on_progress: ProgressFn | None) -> Costs:
+    """The table with the model in float32 (runner.LayerCache), layers measured in parallel."""
+    from advisor.sensitivity.loader import load_gguf_model
+
+    loaded = load_gguf_model(path)
     absent = [t.name for t in work if t.name not in loaded.params]
     if absent:
         raise BadInput(f"the model has no tensors {absent[:3]} of the plan space",
                        "build the plan space from the same model")
-    costs: dict[str, dict[str, float]] = {t.name: {"F32": 0.0} for t in space.tensors
-                                          if t not in work}
-    measured: dict[str, tuple[str, ...]] = {}
     groups = _groups(work)
-    workers = threads or default_threads()
-
-    anchored = anchor_layers(sorted({t.layer for t in work if t.layer is not None}),
-                             config.anchors)
     results: dict[str, Measured] = {}
     done = 0
     errors: dict[str, list[float]] = {}  # unanchored tensors: output error per candidate
@@ -261,21 +346,7 @@ def measure_sensitivity(
         # unanchored tensors with no output error or no gain of their role: measured end to end
         rest = [t for t in work if t.name not in results and t.name not in scaled]
         run([(g, True) for g in _groups(rest)])
-    costs.update({n: r[0] for n, r in results.items()} | scaled)
-    measured.update({n: r[1] for n, r in results.items()} | {n: () for n in scaled})
-    seconds = time.perf_counter() - t0
-    log.info("sensitivity of %d tensors (%d measured KLs, %d anchored layers, %d threads) in "
-             "%.1f s", len(work), sum(len(v) for v in measured.values()), len(anchored),
-             workers, seconds)
-    return SensitivityTable(
-        space=space, costs={t.name: costs[t.name] for t in space.tensors},
-        measured={t.name: measured[t.name] for t in work}, config=config, model_id=model_id,
-        text_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
-        imatrix_sha256=imatrix_digest(imatrix), n_tokens=int(windows.size),
-        n_scored=cache.n_scored, seconds=seconds,
-        extra={"load_seconds": loaded.seconds, "threads": workers,
-               "anchored_layers": sorted(anchored)},
-    )
+    return results, scaled, cache.n_scored, {"load_seconds": loaded.seconds}
 
 
 def sensitivity_table(
@@ -289,6 +360,7 @@ def sensitivity_table(
     cache_dir: str | Path | None = None,
     use_cache: bool = True,
     on_progress: ProgressFn | None = None,
+    device: str = "cpu",
 ) -> SensitivityTable:
     """The sensitivity table of a GGUF model, from the cache when measured before.
 
@@ -329,7 +401,7 @@ def sensitivity_table(
             return cached
     table = measure_sensitivity(path, space, text, imatrix=imatrix, config=config,
                                 threads=threads, on_progress=on_progress,
-                                model_id=model_id)
+                                model_id=model_id, device=device)
     if use_cache:
         save_cached(where, table)
     return table

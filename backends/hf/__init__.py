@@ -16,7 +16,29 @@ from contextlib import contextmanager
 
 from backends.hf.serve import serves_scheme
 
-__all__ = ["serves_scheme", "torch_threads"]
+__all__ = ["DEVICES", "resolve_device", "serves_scheme", "torch_threads"]
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+"""`--device` values: where the torch stages run (ROCm builds of torch answer to "cuda")."""
+
+
+def resolve_device(name: str) -> str:
+    """The torch device `name` stands for: "auto" is cuda (CUDA or ROCm) when torch sees one,
+    else mps (Apple), else cpu; an accelerator named but absent is bad input."""
+    import torch
+
+    from advisor.errors import BadInput
+
+    have = {"cpu": True, "cuda": torch.cuda.is_available(),
+            "mps": bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()}
+    if name == "auto":
+        return next(d for d in ("cuda", "mps", "cpu") if have[d])
+    if name not in have:
+        raise BadInput(f"--device {name!r} is not a device", f"use one of {', '.join(DEVICES)}")
+    if not have[name]:
+        raise BadInput(f"--device {name}: torch sees no {name} device on this host",
+                       "use --device auto or cpu, or install a torch build for it")
+    return name
 
 
 @contextmanager

@@ -73,6 +73,8 @@ BAD_INPUT = [
     (["recommend", "--max-kld", "abc", "--out", "{out}"], "not a number"),
     (["recommend", "--max-size", "90MB", "--sensitivity-anchors", "1", "--out", "{out}"],
      "--sensitivity-anchors 1 must be 0"),
+    (["recommend", "--max-size", "90MB", "--device", "tpu", "--out", "{out}"],
+     "argument --device: invalid choice"),
     (["recommend", "--trials", "0", "--out", "{out}"], "--trials 0"),
     (["quantize", "--preset", "Q9_K", "--out", "{out}"], "unknown format"),
     (["quantize", "--out", "{out}"], "exactly one of --preset and --plan"),
@@ -258,3 +260,14 @@ def test_estimate_warns_of_what_the_target_cannot_run_and_exits_3_when_it_does_n
     else:
         assert out["warnings"] == [] and "over rpi5's" in r.stderr.strip().splitlines()[-1]
         assert out["estimate"]["total_memory"]["value"] > out["estimate"]["device_memory"]["value"]
+
+
+def test_an_absent_accelerator_is_refused_before_any_work(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this host has a CUDA device")
+    r = advisor("recommend", "--max-size", "90MB", "--device", "cuda",
+                "--out", str(tmp_path / "out"))
+    assert_one_line_exit_2(r, "--device cuda: torch sees no cuda device")
+    assert "importance matrix" not in r.stderr and not (tmp_path / "out").exists()

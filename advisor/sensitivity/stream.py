@@ -1,0 +1,356 @@
+"""The anchored sensitivity table in one streamed sweep: one decoder layer in float at a time.
+
+advisor.sensitivity.runner holds the whole model in float32 (2x its F16 bytes) and replays the
+layers after each measured one. Here the model is a skeleton on torch's meta device; the sweep
+goes through the layers once, in order, each materialized from the GGUF (libggml dequantizes it,
+transformers' own tensor processor un-permutes q/k), run, and dropped:
+
+- the reference hidden state goes through the layer; the inputs of its linears are recorded on
+  the way (forward pre-hooks) for the output errors ||(W'-W)x||^2 of every candidate;
+- at an anchor layer each measured candidate's output joins a batch of perturbed hidden states
+  that every later layer runs with the reference (so every layer is materialized once);
+- the embedding enters as the rows of the calibration tokens only; an untied head (and a tied
+  embedding's head) is scored in chunks of vocabulary rows, never whole in float32.
+
+Peak memory is one layer in float32, its candidates one tensor at a time, the activations of
+the perturbed batch and the scored logits: not the model. `device` runs the forward passes on an
+accelerator (the quantizer runs on the CPU, as llama.cpp's does). Only FAST_ARCHS (llama
+layout) are streamed; the others go through runner.LayerCache (tests/sensitivity check that both
+give the same table).
+"""
+
+from __future__ import annotations
+
+import copy
+import mmap
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from advisor.inspect.gguf_header import read_header
+from advisor.sensitivity.loader import _UNHANDLED_KEYS, FAST_ARCHS, decode, gguf_config
+from advisor.space.choices import TensorChoice
+
+HEAD_CHUNK = 8192  # vocabulary rows of the head in float32 at a time
+SCORE_GROUP = 8  # perturbed candidates scored per pass through the head
+
+
+def streamable(path: Path) -> bool:
+    """Whether the GGUF at `path` can be swept layer by layer (its architecture's weight
+    processing is the fast loader's)."""
+    kv = read_header(path).kv
+    arch = str(kv.get("general.architecture"))
+    return arch in FAST_ARCHS and not any(f"{arch}.{k}" in kv for k in _UNHANDLED_KEYS)
+
+
+class GGUFWeights:
+    """A GGUF's tensors on demand, float32 in transformers' row order, from the mapped file."""
+
+    def __init__(self, path: Path) -> None:
+        from gguf import get_tensor_name_map
+        from transformers.modeling_gguf_pytorch_utils import TENSOR_PROCESSORS
+
+        from advisor.sensitivity.loader import _gguf_arch
+
+        self.header = read_header(path)
+        self.arch = str(self.header.kv["general.architecture"])
+        self.n_layers = int(self.header.kv.get(f"{self.arch}.block_count", 0))
+        self.config = gguf_config(self.header)
+        self.tensors = {t.name: t for t in self.header.tensors}
+        self._processor = TENSOR_PROCESSORS[self.arch](config=self.config.to_dict())
+        self._tmap = get_tensor_name_map(_gguf_arch(self.arch), self.n_layers)
+        self._file = open(path, "rb")
+        self._buf = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
+
+    @staticmethod
+    def names(path: Path) -> set[str]:
+        return {t.name for t in read_header(path).tensors}
+
+    def close(self) -> None:
+        self._buf.close()
+        self._file.close()
+
+    def gguf_name(self, hf_name: str) -> str | None:
+        found = self._tmap.get_type_and_name(hf_name, try_suffixes=(".weight", ".bias"))
+        return found[1] if found is not None and found[1] in self.tensors else None
+
+    def _raw(self, name: str) -> tuple[np.ndarray, Any, int, int]:
+        t = self.tensors[name]
+        raw = np.frombuffer(self._buf, dtype=np.uint8, count=t.nbytes,
+                            offset=self.header.data_offset + t.offset)
+        ne = [int(x) for x in t.ne]
+        return raw, t, int(np.prod(ne[1:])) if len(ne) > 1 else 1, ne[0]
+
+    def tensor(self, name: str) -> np.ndarray:
+        raw, t, rows, n = self._raw(name)
+        w = decode(raw, t.type, rows, n).reshape(tuple(reversed([int(x) for x in t.ne])))
+        return np.ascontiguousarray(self._processor.process(weights=w, name=name).weights)
+
+    def rows(self, name: str, index: np.ndarray) -> np.ndarray:
+        """Rows `index` of a 2-D tensor (embedding, head: stored unpermuted), float32."""
+        raw, t, rows, n = self._raw(name)
+        picked = raw.reshape(rows, -1)[np.asarray(index)]
+        return decode(np.ascontiguousarray(picked).reshape(-1), t.type, len(index), n)
+
+
+def _first(out: Any) -> torch.Tensor:
+    return out[0] if isinstance(out, tuple) else out
+
+
+class _Recorder(torch.nn.Module):
+    """Stands in for a decoder layer: records the keyword arguments the decoder passes it."""
+
+    def __init__(self, layer: torch.nn.Module, sink: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.attention_type = getattr(layer, "attention_type", None)
+        self._sink = sink
+
+    def forward(self, hidden: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        self._sink.append({k: v for k, v in kwargs.items()
+                           if k not in ("hidden_states", "past_key_values", "cache")}
+                          | {"use_cache": False})
+        return hidden
+
+
+def _repeat(value: Any, batch: int, times: int) -> Any:
+    if times == 1:
+        return value
+    if isinstance(value, torch.Tensor):
+        if value.dim() > 0 and value.shape[0] == batch and batch > 1:
+            return value.repeat(times, *([1] * (value.dim() - 1)))
+        return value
+    if isinstance(value, tuple):
+        return tuple(_repeat(v, batch, times) for v in value)
+    return value
+
+
+Quantizer = Callable[[TensorChoice, np.ndarray], list[np.ndarray]]
+"""A tensor's candidate values (cheapest first), given its float32 weight."""
+
+
+class Sweep:
+    """The reference and every perturbed batch through the model, one layer at a time."""
+
+    def __init__(self, weights: GGUFWeights, windows: np.ndarray, first_scored: int,
+                 device: torch.device) -> None:
+        import transformers
+
+        self.w = weights
+        self.device = device
+        with torch.device("meta"):
+            model = transformers.AutoModelForCausalLM.from_config(weights.config,
+                                                                  dtype=torch.float32)
+        self.decoder = model.get_decoder()
+        rot = self.decoder.rotary_emb  # buffers computed at init: rebuilt off the meta device
+        self.decoder.rotary_emb = type(rot)(config=weights.config).to(device)
+        self.norm = self.materialize(self.decoder.norm, "model.norm.")
+        self.decoder.norm = self.norm
+        self.ids = torch.as_tensor(np.asarray(windows), dtype=torch.long)
+        self.batch, self.n_ctx = self.ids.shape
+        self.first_scored = first_scored
+        self.tied = "output.weight" not in weights.tensors
+        self.head_name = "token_embd.weight" if self.tied else "output.weight"
+        self.tokens, inverse = np.unique(self.ids.numpy(), return_inverse=True)
+        self._inverse = torch.as_tensor(inverse.reshape(self.ids.shape))
+        self.kwargs = self._record_kwargs()
+
+    def materialize(self, module: torch.nn.Module, prefix: str,
+                    replaced: Mapping[str, np.ndarray] | None = None) -> torch.nn.Module:
+        """A real copy of a meta `module` with its weights from the file (or `replaced`,
+        llama.cpp name -> values)."""
+        real = copy.deepcopy(module).to_empty(device=self.device)
+        state = {}
+        for local, _ in module.named_parameters():
+            name = self.w.gguf_name(prefix + local)
+            if name is None:
+                raise ValueError(f"the GGUF has no tensor for {prefix + local}")
+            values = (replaced or {}).get(name)
+            state[local] = torch.from_numpy(self.w.tensor(name) if values is None else values)
+        real.load_state_dict({k: v.to(self.device) for k, v in state.items()}, assign=True)
+        return real.eval()
+
+    def embed(self, rows: np.ndarray) -> torch.Tensor:
+        """Hidden states of the windows from the embedding rows of their distinct tokens."""
+        return torch.from_numpy(rows).to(self.device)[self._inverse.to(self.device)]
+
+    def _record_kwargs(self) -> list[dict[str, Any]]:
+        sink: list[dict[str, Any]] = []
+        layers = self.decoder.layers
+        self.decoder.layers = torch.nn.ModuleList([_Recorder(x, sink) for x in layers])
+        try:
+            hidden = torch.zeros(self.batch, self.n_ctx, self.w.config.hidden_size,
+                                 device=self.device)
+            self.decoder(inputs_embeds=hidden, use_cache=False)
+        finally:
+            self.decoder.layers = layers
+        return sink
+
+    def run_layer(self, layer: torch.nn.Module, i: int, hidden: torch.Tensor) -> torch.Tensor:
+        times = hidden.shape[0] // self.batch
+        kw = {k: _repeat(v, self.batch, times) for k, v in self.kwargs[i].items()}
+        return _first(layer(hidden, **kw))
+
+    def logprobs(self, final: torch.Tensor, head: Callable[[int, int], np.ndarray]
+                 ) -> torch.Tensor:
+        """log-softmax (float64) at the scored positions of `final` (the last layer's output),
+        the head's rows `head(a, b)` taken a chunk at a time."""
+        normed = self.norm(final)[:, self.first_scored:, :].reshape(-1, final.shape[-1])
+        vocab = int(self.w.config.vocab_size)
+        logits = torch.empty(normed.shape[0], vocab, dtype=torch.float32, device=self.device)
+        for a in range(0, vocab, HEAD_CHUNK):
+            b = min(a + HEAD_CHUNK, vocab)
+            logits[:, a:b] = normed @ torch.from_numpy(head(a, b)).to(self.device).T
+        # float64 from the logits on (float32 normalisation error is the size of a Q8_0 KL), on
+        # the CPU: MPS has no float64
+        return torch.log_softmax(logits.cpu().double(), dim=-1)
+
+
+def mean_kl(ref: torch.Tensor, lq: torch.Tensor, times: int) -> list[float]:
+    """Mean KL(ref || candidate) for `times` candidates stacked along the first dimension."""
+    n = ref.shape[0]
+    p = ref.exp()
+    return [float((p * (ref - lq[i * n:(i + 1) * n])).sum(-1).clamp_min(0.0).mean())
+            for i in range(times)]
+
+
+def sweep(path: Path, windows: np.ndarray, first_scored: int, work: list[TensorChoice],
+          measure: set[str], quantize: Quantizer, device: torch.device,
+          on_tensor: Callable[[], None] | None = None,
+          ) -> tuple[dict[str, dict[str, float]], dict[str, list[float]], int]:
+    """KLs of the candidates of the tensors in `measure` (each alone: the cheapest, or every one
+    when the cheapest leaves its output unchanged or the tensor has no output error), and the
+    output errors of every decoder tensor's candidates. Returns (KL per tensor and measured
+    type, errors per tensor, tokens scored)."""
+    w = GGUFWeights(path)
+    try:
+        return _sweep(Sweep(w, windows, first_scored, device), work, measure, quantize,
+                      on_tensor)
+    finally:
+        w.close()
+
+
+def _sweep(s: Sweep, work: list[TensorChoice], measure: set[str], quantize: Quantizer,
+           on_tensor: Callable[[], None] | None,
+           ) -> tuple[dict[str, dict[str, float]], dict[str, list[float]], int]:
+    kls: dict[str, dict[str, float]] = {}
+    errors: dict[str, list[float]] = {}
+    labels: list[tuple[str, str]] = []  # (tensor, type) of each perturbed batch, in order
+    head_labels: list[tuple[str, str, np.ndarray | None]] = []  # scored with another head
+    by_layer: dict[int | None, list[TensorChoice]] = {}
+    for t in work:
+        by_layer.setdefault(t.layer, []).append(t)
+    w = s.w
+    ref_rows = w.rows("token_embd.weight", s.tokens)
+    hidden = s.embed(ref_rows)
+    perturbed: list[torch.Tensor] = []
+    for t in by_layer.get(None, []):
+        if t.name not in measure:
+            continue
+        if t.name == "token_embd.weight":  # (with the head, when tied)
+            for g, rows in zip(t.types, quantize(t, ref_rows)):
+                perturbed.append(s.embed(rows))
+                labels.append((t.name, g))
+        elif t.name == "output.weight":
+            head_labels += [(t.name, g, None) for g in t.types]
+        if on_tensor:
+            on_tensor()
+    batch = torch.cat(perturbed) if perturbed else None
+    for i in range(w.n_layers):
+        meta = s.decoder.layers[i]
+        prefix = f"model.layers.{i}."
+        layer = s.materialize(meta, prefix)
+        inputs: dict[str, torch.Tensor] = {}
+        local = {n: w.gguf_name(prefix + n) for n, _ in meta.named_parameters()}
+        handles = []
+        for mname, mod in layer.named_modules():
+            name = local.get(f"{mname}.weight")
+            if isinstance(mod, torch.nn.Linear) and name is not None:
+                def hook(_m: Any, args: tuple[Any, ...], _n: str = name) -> None:
+                    inputs[_n] = args[0].detach().reshape(-1, args[0].shape[-1])
+                handles.append(mod.register_forward_pre_hook(hook))
+        out = s.run_layer(layer, i, hidden)
+        for h in handles:
+            h.remove()
+        new: list[torch.Tensor] = []
+        params = dict(layer.named_parameters())
+        by_gguf = {v: k for k, v in local.items() if v is not None}
+        for t in by_layer.get(i, []):
+            p = params[by_gguf[t.name]]
+            vals = quantize(t, p.detach().cpu().numpy())
+            x = inputs.get(t.name)
+            errs = None
+            if x is not None:
+                errs = []
+                for v in vals:
+                    delta = torch.from_numpy(v).to(s.device).reshape(p.shape) - p
+                    errs.append(float((x @ delta.T).pow(2).sum() / x.shape[0]))
+                errors[t.name] = errs
+            if t.name in measure:
+                n = len(vals) if errs is None or errs[0] <= 0.0 else 1
+                saved = p.data
+                for g, v in zip(t.types[:n], vals[:n]):
+                    p.data = torch.from_numpy(v).to(s.device).reshape(saved.shape)
+                    new.append(s.run_layer(layer, i, hidden))
+                    labels.append((t.name, g))
+                p.data = saved
+            if on_tensor:
+                on_tensor()
+        if batch is not None:
+            batch = s.run_layer(layer, i, batch)
+        if new:
+            batch = torch.cat(([batch] if batch is not None else []) + new)
+        hidden = out
+        del layer
+    def ref_head(a: int, b: int) -> np.ndarray:
+        return w.rows(s.head_name, np.arange(a, b))
+
+    ref = s.logprobs(hidden, ref_head)
+    if batch is not None:
+        def block(k: int) -> torch.Tensor:
+            return batch[k * s.batch:(k + 1) * s.batch]  # type: ignore[index]
+
+        # a tied embedding's candidates score with their own head; the rest share the file's,
+        # SCORE_GROUP candidates per pass through it
+        own = [k for k, (name, _) in enumerate(labels) if s.tied and name == "token_embd.weight"]
+        shared = [k for k in range(len(labels)) if k not in own]
+        for a in range(0, len(shared), SCORE_GROUP):
+            part = shared[a:a + SCORE_GROUP]
+            lq = s.logprobs(torch.cat([block(k) for k in part]), ref_head)
+            for k, kl in zip(part, mean_kl(ref, lq, len(part))):
+                kls.setdefault(labels[k][0], {})[labels[k][1]] = kl
+        for k in own:
+            name, g = labels[k]
+            t = next(x for x in work if x.name == name)
+            lq = s.logprobs(block(k), _quantized_rows(s, t, g, quantize))
+            kls.setdefault(name, {})[g] = mean_kl(ref, lq, 1)[0]
+    for name, g, _ in head_labels:
+        t = next(x for x in work if x.name == name)
+        lq = s.logprobs(hidden, _quantized_rows(s, t, g, quantize))
+        kls.setdefault(name, {})[g] = mean_kl(ref, lq, 1)[0]
+    return kls, errors, int(ref.shape[0])
+
+
+def _quantized_rows(s: Sweep, t: TensorChoice, gtype: str,
+                    quantize: Quantizer) -> Callable[[int, int], np.ndarray]:
+    """Head rows a..b as candidate `gtype` of `t` leaves them (blocks never cross a row)."""
+    index = t.types.index(gtype)
+    one = TensorChoice(t.name, t.role, t.layer, t.shape, (gtype,), (t.nbytes[index],))
+    return lambda a, b: quantize(one, s.w.rows(t.name, np.arange(a, b)))[0]
+
+
+def pool_quantizer(quantized: Callable[[np.ndarray, tuple[str, ...], np.ndarray | None],
+                                       list[torch.Tensor]],
+                   imatrix: Mapping[str, np.ndarray] | None, workers: int) -> Quantizer:
+    """Candidates of a tensor, its types quantized in parallel (libggml releases the GIL)."""
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="quantize")
+
+    def run(t: TensorChoice, weight: np.ndarray) -> list[np.ndarray]:
+        imp = imatrix.get(t.name) if imatrix is not None else None
+        futures = [pool.submit(quantized, weight, (g,), imp) for g in t.types]
+        return [f.result()[0].numpy() for f in futures]
+
+    return run

@@ -1,0 +1,87 @@
+"""The streamed sweep (one layer in float at a time) gives the table the in-memory replay does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import advisor.sensitivity.stream as stream
+from advisor.inspect import inspect_model
+from advisor.sensitivity import SensitivityConfig, SensitivityTable
+from advisor.sensitivity.measure import measure_sensitivity
+from advisor.space import gguf_plan_space
+from backends.gguf.convert import convert_hf_to_gguf
+from tests.backends.test_gguf_convert import DATA, build_tiny
+
+TEXT = DATA.read_text(encoding="utf-8")
+
+
+def _both(path: Path, cfg: SensitivityConfig,
+          monkeypatch: pytest.MonkeyPatch) -> tuple[SensitivityTable, SensitivityTable]:
+    space = gguf_plan_space(inspect_model(path), imatrix=False)
+    streamed = measure_sensitivity(path, space, TEXT, config=cfg, threads=2)
+    with monkeypatch.context() as m:
+        m.setattr(stream, "streamable", lambda p: False)
+        in_memory = measure_sensitivity(path, space, TEXT, config=cfg, threads=2)
+    return streamed, in_memory
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_streamed_table_equals_the_in_memory_one(tmp_path: Path, tie: bool,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    build_tiny("llama", tmp_path / "hf", TEXT[:8000], num_hidden_layers=6,
+               tie_word_embeddings=tie)
+    path = convert_hf_to_gguf(inspect_model(tmp_path / "hf"), tmp_path / "gguf", out_type="F16")
+    assert stream.streamable(path)
+    cfg = SensitivityConfig(n_ctx=16, anchors=3)
+    streamed, in_memory = _both(path, cfg, monkeypatch)
+    assert streamed.extra["streamed"] and "streamed" not in in_memory.extra
+    assert streamed.measured == in_memory.measured
+    assert streamed.n_scored == in_memory.n_scored
+    scaled = 0
+    for name, costs in in_memory.costs.items():
+        assert streamed.costs[name] == pytest.approx(costs, rel=1e-5, abs=1e-12), name
+        scaled += name in in_memory.measured and not in_memory.measured[name]
+    assert scaled > 0  # layers 1, 2 and 4 are not anchors: their tensors are scaled
+    head = "token_embd.weight" if tie else "output.weight"
+    assert streamed.measured[head] == streamed.space.choice(head).types  # every one measured
+
+
+def test_only_the_llama_layout_is_streamed(tmp_path: Path) -> None:
+    build_tiny("qwen2", tmp_path / "hf", TEXT[:8000])
+    path = convert_hf_to_gguf(inspect_model(tmp_path / "hf"), tmp_path / "gguf", out_type="F16")
+    assert not stream.streamable(path)
+
+
+def test_device_resolution() -> None:
+    import torch
+
+    from advisor.errors import BadInput
+    from backends.hf import resolve_device
+
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else
+                                      "mps" if torch.backends.mps.is_available() else "cpu")
+    with pytest.raises(BadInput, match="not a device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(BadInput, match="torch sees no cuda device"):
+            resolve_device("cuda")
+
+
+@pytest.mark.gpu
+def test_streamed_table_on_cuda_equals_the_cpu_one(tmp_path: Path) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA (or ROCm) GPU")
+    build_tiny("llama", tmp_path / "hf", TEXT[:8000], num_hidden_layers=6)
+    path = convert_hf_to_gguf(inspect_model(tmp_path / "hf"), tmp_path / "gguf", out_type="F16")
+    space = gguf_plan_space(inspect_model(path), imatrix=False)
+    cfg = SensitivityConfig(n_ctx=16, anchors=3)
+    cpu = measure_sensitivity(path, space, TEXT, config=cfg, threads=2)
+    gpu = measure_sensitivity(path, space, TEXT, config=cfg, threads=2, device="cuda")
+    assert gpu.extra["device"] == "cuda" and gpu.measured == cpu.measured
+    for name, costs in cpu.costs.items():
+        assert gpu.costs[name] == pytest.approx(costs, rel=1e-3, abs=1e-9), name
