@@ -260,10 +260,11 @@ def _streamed(path: Path, windows: np.ndarray, config: SensitivityConfig,
         if on_progress is not None:
             on_progress(min(done, len(work)), len(work))
 
-    quantize = pool_quantizer(_quantized, imatrix, workers)
     results: dict[str, Measured] = {}
     measure = {t.name for t in work if t.layer is None or t.layer in anchored}
-    with torch_threads(workers), torch.no_grad():
+    with torch_threads(workers), torch.no_grad(), \
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="quantize") as pool:
+        quantize = pool_quantizer(_quantized, imatrix, pool)
         for round_ in range(2):
             kls, errors, n_scored = sweep(path, windows, config.scored_from, work, measure,
                                           quantize, torch.device(device),

@@ -33,6 +33,7 @@ import torch
 
 from advisor.inspect.gguf_header import read_header
 from advisor.sensitivity.loader import _UNHANDLED_KEYS, FAST_ARCHS, decode, gguf_config
+from advisor.sensitivity.runner import _first, _repeat_batch
 from advisor.space.choices import TensorChoice
 
 HEAD_CHUNK = 8192  # vocabulary rows of the head in float32 at a time
@@ -97,10 +98,6 @@ class GGUFWeights:
         return decode(np.ascontiguousarray(picked).reshape(-1), t.type, len(index), n)
 
 
-def _first(out: Any) -> torch.Tensor:
-    return out[0] if isinstance(out, tuple) else out
-
-
 class _Recorder(torch.nn.Module):
     """Stands in for a decoder layer: records the keyword arguments the decoder passes it."""
 
@@ -114,18 +111,6 @@ class _Recorder(torch.nn.Module):
                            if k not in ("hidden_states", "past_key_values", "cache")}
                           | {"use_cache": False})
         return hidden
-
-
-def _repeat(value: Any, batch: int, times: int) -> Any:
-    if times == 1:
-        return value
-    if isinstance(value, torch.Tensor):
-        if value.dim() > 0 and value.shape[0] == batch and batch > 1:
-            return value.repeat(times, *([1] * (value.dim() - 1)))
-        return value
-    if isinstance(value, tuple):
-        return tuple(_repeat(v, batch, times) for v in value)
-    return value
 
 
 Quantizer = Callable[[TensorChoice, np.ndarray], list[np.ndarray]]
@@ -191,7 +176,7 @@ class Sweep:
 
     def run_layer(self, layer: torch.nn.Module, i: int, hidden: torch.Tensor) -> torch.Tensor:
         times = hidden.shape[0] // self.batch
-        kw = {k: _repeat(v, self.batch, times) for k, v in self.kwargs[i].items()}
+        kw = {k: _repeat_batch(v, self.batch, times) for k, v in self.kwargs[i].items()}
         return _first(layer(hidden, **kw))
 
     def logprobs(self, final: torch.Tensor, head: Callable[[int, int], np.ndarray]
@@ -259,12 +244,25 @@ def _sweep(s: Sweep, work: list[TensorChoice], measure: set[str], quantize: Quan
         if on_tensor:
             on_tensor()
     batch = torch.cat(perturbed) if perturbed else None
+    def prepare(i: int) -> tuple[dict[str, str | None], dict[str, np.ndarray],
+                                 dict[str, list[np.ndarray]]]:
+        """Layer i's weights read and its tensors' candidates quantized (the next layer's, in
+        the background, while this one runs: the quantizer releases the GIL)."""
+        local = {n: w.gguf_name(f"model.layers.{i}." + n)
+                 for n, _ in s.decoder.layers[i].named_parameters()}
+        weights = {g: w.tensor(g) for g in local.values() if g is not None}
+        return local, weights, {t.name: quantize(t, weights[t.name])
+                                for t in by_layer.get(i, [])}
+
+    ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
+    next_layer = ahead.submit(prepare, 0)
     for i in range(w.n_layers):
-        meta = s.decoder.layers[i]
-        prefix = f"model.layers.{i}."
-        layer = s.materialize(meta, prefix)
+        local, weights, candidates = next_layer.result()
+        if i + 1 < w.n_layers:
+            next_layer = ahead.submit(prepare, i + 1)
+        layer = s.materialize(s.decoder.layers[i], f"model.layers.{i}.", weights)
+        del weights
         inputs: dict[str, torch.Tensor] = {}
-        local = {n: w.gguf_name(prefix + n) for n, _ in meta.named_parameters()}
         handles = []
         for mname, mod in layer.named_modules():
             name = local.get(f"{mname}.weight")
@@ -280,7 +278,7 @@ def _sweep(s: Sweep, work: list[TensorChoice], measure: set[str], quantize: Quan
         by_gguf = {v: k for k, v in local.items() if v is not None}
         for t in by_layer.get(i, []):
             p = params[by_gguf[t.name]]
-            vals = quantize(t, p.detach().cpu().numpy())
+            vals = candidates.pop(t.name)
             x = inputs.get(t.name)
             errs = None
             if x is not None:
@@ -305,6 +303,7 @@ def _sweep(s: Sweep, work: list[TensorChoice], measure: set[str], quantize: Quan
             batch = torch.cat(([batch] if batch is not None else []) + new)
         hidden = out
         del layer
+    ahead.shutdown()
     def ref_head(a: int, b: int) -> np.ndarray:
         return w.rows(s.head_name, np.arange(a, b))
 
@@ -344,9 +343,10 @@ def _quantized_rows(s: Sweep, t: TensorChoice, gtype: str,
 
 def pool_quantizer(quantized: Callable[[np.ndarray, tuple[str, ...], np.ndarray | None],
                                        list[torch.Tensor]],
-                   imatrix: Mapping[str, np.ndarray] | None, workers: int) -> Quantizer:
-    """Candidates of a tensor, its types quantized in parallel (libggml releases the GIL)."""
-    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="quantize")
+                   imatrix: Mapping[str, np.ndarray] | None,
+                   pool: ThreadPoolExecutor) -> Quantizer:
+    """Candidates of a tensor, its types quantized in parallel on `pool` (libggml releases the
+    GIL)."""
 
     def run(t: TensorChoice, weight: np.ndarray) -> list[np.ndarray]:
         imp = imatrix.get(t.name) if imatrix is not None else None
