@@ -73,7 +73,7 @@ def _tokens(path: Path, text: str, cfg: SensitivityConfig) -> np.ndarray:
     from advisor.textdata import WindowConfig, make_windows
     from backends.gguf import LlamaSession
 
-    with LlamaSession(path, n_ctx=cfg.n_ctx, n_batch=cfg.n_ctx, threads=1) as s:
+    with LlamaSession(path, n_ctx=cfg.n_ctx, n_batch=cfg.n_ctx, threads=1, vocab_only=True) as s:
         # a window never needs more than n_ctx * n_windows tokens: tokenize no more text
         need_chars = 16 * cfg.n_ctx * cfg.n_windows
         tokens = s.tokenize(text[:need_chars])

@@ -22,7 +22,8 @@ give the same table).
 from __future__ import annotations
 
 import copy
-import mmap
+import functools
+import os
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -40,10 +41,22 @@ HEAD_CHUNK = 8192  # vocabulary rows of the head in float32 at a time
 SCORE_GROUP = 8  # perturbed candidates scored per pass through the head
 
 
+@functools.lru_cache(maxsize=4)
+def _read(path: str, size: int, mtime_ns: int) -> Any:
+    return read_header(Path(path))
+
+
+def header_of(path: Path) -> Any:
+    """The GGUF header of `path`, parsed once per file version (a 49k-token vocabulary takes
+    ~0.3 s to parse)."""
+    st = Path(path).stat()
+    return _read(str(path), st.st_size, st.st_mtime_ns)
+
+
 def streamable(path: Path) -> bool:
     """Whether the GGUF at `path` can be swept layer by layer (its architecture's weight
     processing is the fast loader's)."""
-    kv = read_header(path).kv
+    kv = header_of(path).kv
     arch = str(kv.get("general.architecture"))
     return arch in FAST_ARCHS and not any(f"{arch}.{k}" in kv for k in _UNHANDLED_KEYS)
 
@@ -57,45 +70,62 @@ class GGUFWeights:
 
         from advisor.sensitivity.loader import _gguf_arch
 
-        self.header = read_header(path)
+        self.header = header_of(path)
         self.arch = str(self.header.kv["general.architecture"])
         self.n_layers = int(self.header.kv.get(f"{self.arch}.block_count", 0))
         self.config = gguf_config(self.header)
         self.tensors = {t.name: t for t in self.header.tensors}
         self._processor = TENSOR_PROCESSORS[self.arch](config=self.config.to_dict())
         self._tmap = get_tensor_name_map(_gguf_arch(self.arch), self.n_layers)
-        self._file = open(path, "rb")
-        self._buf = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
+        self._fd = os.open(path, os.O_RDONLY)
 
     @staticmethod
     def names(path: Path) -> set[str]:
-        return {t.name for t in read_header(path).tensors}
+        return {t.name for t in header_of(path).tensors}
 
     def close(self) -> None:
-        self._buf.close()
-        self._file.close()
+        os.close(self._fd)
 
     def gguf_name(self, hf_name: str) -> str | None:
         found = self._tmap.get_type_and_name(hf_name, try_suffixes=(".weight", ".bias"))
         return found[1] if found is not None and found[1] in self.tensors else None
 
-    def _raw(self, name: str) -> tuple[np.ndarray, Any, int, int]:
+    def _read(self, offset: int, nbytes: int) -> np.ndarray:
+        """Bytes of the file read into private memory (os.pread): pages of a mapped file would
+        count in the process's RSS until unmapped, a whole float model's worth by the end."""
+        out = np.empty(nbytes, dtype=np.uint8)
+        view, got = memoryview(out.data), 0
+        while got < nbytes:
+            n = os.preadv(self._fd, [view[got:]], offset + got)
+            if n <= 0:
+                raise ValueError(f"the file ends inside a tensor (offset {offset + got})")
+            got += n
+        return out
+
+    def _layout(self, name: str) -> tuple[Any, int, int, int]:
+        """(tensor info, rows, values per row, bytes per row)."""
         t = self.tensors[name]
-        raw = np.frombuffer(self._buf, dtype=np.uint8, count=t.nbytes,
-                            offset=self.header.data_offset + t.offset)
         ne = [int(x) for x in t.ne]
-        return raw, t, int(np.prod(ne[1:])) if len(ne) > 1 else 1, ne[0]
+        rows = int(np.prod(ne[1:])) if len(ne) > 1 else 1
+        return t, rows, ne[0], int(t.nbytes) // rows
 
     def tensor(self, name: str) -> np.ndarray:
-        raw, t, rows, n = self._raw(name)
+        t, rows, n, _ = self._layout(name)
+        raw = self._read(self.header.data_offset + t.offset, int(t.nbytes))
         w = decode(raw, t.type, rows, n).reshape(tuple(reversed([int(x) for x in t.ne])))
         return np.ascontiguousarray(self._processor.process(weights=w, name=name).weights)
 
     def rows(self, name: str, index: np.ndarray) -> np.ndarray:
         """Rows `index` of a 2-D tensor (embedding, head: stored unpermuted), float32."""
-        raw, t, rows, n = self._raw(name)
-        picked = raw.reshape(rows, -1)[np.asarray(index)]
-        return decode(np.ascontiguousarray(picked).reshape(-1), t.type, len(index), n)
+        t, _, n, row_bytes = self._layout(name)
+        index = np.asarray(index)
+        base = self.header.data_offset + t.offset
+        if len(index) and np.all(np.diff(index) == 1):  # a range: one read
+            raw = self._read(base + int(index[0]) * row_bytes, len(index) * row_bytes)
+        else:
+            raw = np.concatenate([self._read(base + int(i) * row_bytes, row_bytes)
+                                  for i in index]) if len(index) else np.empty(0, np.uint8)
+        return decode(raw, t.type, len(index), n)
 
 
 class _Recorder(torch.nn.Module):

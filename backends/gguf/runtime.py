@@ -64,10 +64,12 @@ def default_threads() -> int:
 
 
 class LlamaSession:
-    """A GGUF loaded in llama.cpp with one context of `n_ctx` tokens (one sequence)."""
+    """A GGUF loaded in llama.cpp with one context of `n_ctx` tokens (one sequence).
+    `vocab_only`: the vocabulary alone (tokenize), no weights mapped and no context: the
+    sensitivity stage's tokenizer must not map a whole float model (issue 17)."""
 
     def __init__(self, path: Path, *, n_ctx: int = 2048, threads: int = 0, n_batch: int = 512,
-                 gpu_layers: int = 0, cb_eval: Any = None) -> None:
+                 gpu_layers: int = 0, cb_eval: Any = None, vocab_only: bool = False) -> None:
         import llama_cpp
 
         self._llama = llama_cpp
@@ -90,6 +92,7 @@ class LlamaSession:
         self._batch: Any = None
         mparams = llama_cpp.llama_model_default_params()
         mparams.n_gpu_layers = gpu_layers
+        mparams.vocab_only = vocab_only
         with llama_log_routed() as msgs:
             self._model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), mparams)
             if not self._model:
@@ -98,7 +101,7 @@ class LlamaSession:
                                "check that the file is a complete GGUF model of an architecture "
                                "this llama.cpp build supports; convert or download it again")
             cparams = llama_cpp.llama_context_default_params()
-            cparams.n_ctx = self.n_ctx
+            cparams.n_ctx = 0 if vocab_only else self.n_ctx
             cparams.n_batch = cparams.n_ubatch = self.n_batch
             cparams.n_threads = cparams.n_threads_batch = n_threads
             if cb_eval is not None:
@@ -106,8 +109,9 @@ class LlamaSession:
                 cparams.cb_eval_user_data = None
                 # keep every matmul on the host, where the callback reads its inputs
                 cparams.op_offload = False
-            self._ctx = llama_cpp.llama_init_from_model(self._model, cparams)
-            if not self._ctx:
+            self._ctx = None if vocab_only else llama_cpp.llama_init_from_model(self._model,
+                                                                                 cparams)
+            if not self._ctx and not vocab_only:
                 self.close()
                 raise AdvisorError(f"llama.cpp cannot create a context for {self.path}: "
                                    f"{' '.join(msgs[-3:])}")
@@ -115,7 +119,8 @@ class LlamaSession:
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
         self.bos = int(llama_cpp.llama_vocab_bos(self._vocab))
-        self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
+        if not vocab_only:
+            self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
 
     def tokenize(self, text: str, add_special: bool = True) -> list[int]:
         """llama_tokenize: BOS added when the vocabulary asks for it; special tokens as text."""

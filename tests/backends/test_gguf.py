@@ -358,3 +358,17 @@ def test_hf_source_is_converted_then_quantized(tmp_path: Path, calib_text: str,
         assert runner.logits(tokens).shape == (len(tokens), spec.vocab_size)
     finally:
         runner.close()
+
+
+def test_a_vocabulary_only_session_tokenizes_as_the_model_does(embedded_gguf: Path) -> None:
+    """The sensitivity stage tokenizes with the vocabulary alone: no weights mapped (a float
+    model's whole file would count in the process's peak RSS), the same tokens."""
+    from advisor.textdata import default_calibration_text
+    from backends.gguf import LlamaSession
+
+    text = default_calibration_text()[:20000]
+    with LlamaSession(embedded_gguf, n_ctx=64, threads=THREADS) as full:
+        want = (full.tokenize(text), full.bos, full.add_bos, full.n_vocab)
+    with LlamaSession(embedded_gguf, n_ctx=64, vocab_only=True) as vocab:
+        got = (vocab.tokenize(text), vocab.bos, vocab.add_bos, vocab.n_vocab)
+    assert got == want and len(got[0]) > 4000
