@@ -39,6 +39,7 @@ from advisor.space.choices import TensorChoice
 
 HEAD_CHUNK = 8192  # vocabulary rows of the head in float32 at a time
 SCORE_GROUP = 8  # perturbed candidates scored per pass through the head
+MIN_SAMPLED_ROWS = 64  # a tensor's row sample is never smaller (else every row is quantized)
 
 
 @functools.lru_cache(maxsize=4)
@@ -143,6 +144,9 @@ class _Recorder(torch.nn.Module):
         return hidden
 
 
+Prepared = tuple["np.ndarray | None", list[np.ndarray], "np.ndarray | None"]
+"""A tensor's sampled rows (None: all), its candidates on them, its cheapest candidate whole
+(None: not measured end to end)."""
 Quantizer = Callable[[TensorChoice, np.ndarray], list[np.ndarray]]
 """A tensor's candidate values (cheapest first), given its float32 weight."""
 
@@ -234,7 +238,7 @@ def mean_kl(ref: torch.Tensor, lq: torch.Tensor, times: int) -> list[float]:
 
 def sweep(path: Path, windows: np.ndarray, first_scored: int, work: list[TensorChoice],
           measure: set[str], quantize: Quantizer, device: torch.device,
-          on_tensor: Callable[[], None] | None = None,
+          on_tensor: Callable[[], None] | None = None, row_sample: int = 1,
           ) -> tuple[dict[str, dict[str, float]], dict[str, list[float]], int]:
     """KLs of the candidates of the tensors in `measure` (each alone: the cheapest, or every one
     when the cheapest leaves its output unchanged or the tensor has no output error), and the
@@ -243,13 +247,13 @@ def sweep(path: Path, windows: np.ndarray, first_scored: int, work: list[TensorC
     w = GGUFWeights(path)
     try:
         return _sweep(Sweep(w, windows, first_scored, device), work, measure, quantize,
-                      on_tensor)
+                      on_tensor, row_sample)
     finally:
         w.close()
 
 
 def _sweep(s: Sweep, work: list[TensorChoice], measure: set[str], quantize: Quantizer,
-           on_tensor: Callable[[], None] | None,
+           on_tensor: Callable[[], None] | None, row_sample: int,
            ) -> tuple[dict[str, dict[str, float]], dict[str, list[float]], int]:
     kls: dict[str, dict[str, float]] = {}
     errors: dict[str, list[float]] = {}
@@ -275,14 +279,23 @@ def _sweep(s: Sweep, work: list[TensorChoice], measure: set[str], quantize: Quan
             on_tensor()
     batch = torch.cat(perturbed) if perturbed else None
     def prepare(i: int) -> tuple[dict[str, str | None], dict[str, np.ndarray],
-                                 dict[str, list[np.ndarray]]]:
+                                 dict[str, Prepared]]:
         """Layer i's weights read and its tensors' candidates quantized (the next layer's, in
-        the background, while this one runs: the quantizer releases the GIL)."""
+        the background, while this one runs: the quantizer releases the GIL): every candidate
+        on the sampled rows, the cheapest whole where it is measured end to end."""
         local = {n: w.gguf_name(f"model.layers.{i}." + n)
                  for n, _ in s.decoder.layers[i].named_parameters()}
         weights = {g: w.tensor(g) for g in local.values() if g is not None}
-        return local, weights, {t.name: quantize(t, weights[t.name])
-                                for t in by_layer.get(i, [])}
+        out = {}
+        for t in by_layer.get(i, []):
+            wt = weights[t.name]
+            rows = sampled_rows(wt.shape[0], row_sample)
+            sub = quantize(t, wt if rows is None else wt[rows])
+            first = None
+            if t.name in measure:  # the cheapest candidate whole, for its end-to-end KL
+                first = sub[0] if rows is None else quantize(_only(t, t.types[0]), wt)[0]
+            out[t.name] = (rows, sub, first)
+        return local, weights, out
 
     ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch")
     next_layer = ahead.submit(prepare, 0)
@@ -308,17 +321,23 @@ def _sweep(s: Sweep, work: list[TensorChoice], measure: set[str], quantize: Quan
         by_gguf = {v: k for k, v in local.items() if v is not None}
         for t in by_layer.get(i, []):
             p = params[by_gguf[t.name]]
-            vals = candidates.pop(t.name)
+            picked, sub, whole = candidates.pop(t.name)
             x = inputs.get(t.name)
             errs = None
-            if x is not None:
+            if x is not None:  # sum over the sampled rows, scaled to all of them
+                target = p if picked is None else p[torch.from_numpy(picked).to(s.device)]
+                scale = 1.0 if picked is None else p.shape[0] / len(picked)
                 errs = []
-                for v in vals:
-                    delta = torch.from_numpy(v).to(s.device).reshape(p.shape) - p
-                    errs.append(float((x @ delta.T).pow(2).sum() / x.shape[0]))
+                for v in sub:
+                    delta = torch.from_numpy(v).to(s.device).reshape(target.shape) - target
+                    errs.append(float((x @ delta.T).pow(2).sum() / x.shape[0] * scale))
                 errors[t.name] = errs
             if t.name in measure:
-                n = len(vals) if errs is None or errs[0] <= 0.0 else 1
+                n = len(t.types) if errs is None or errs[0] <= 0.0 else 1
+                if n == 1 and whole is not None:
+                    vals = [whole]
+                else:  # every candidate whole
+                    vals = sub if picked is None else quantize(t, p.detach().cpu().numpy())
                 saved = p.data
                 for g, v in zip(t.types[:n], vals[:n]):
                     p.data = torch.from_numpy(v).to(s.device).reshape(saved.shape)
@@ -363,11 +382,25 @@ def _sweep(s: Sweep, work: list[TensorChoice], measure: set[str], quantize: Quan
     return kls, errors, int(ref.shape[0])
 
 
+def _only(t: TensorChoice, gtype: str) -> TensorChoice:
+    """`t` with the one candidate `gtype`."""
+    index = t.types.index(gtype)
+    return TensorChoice(t.name, t.role, t.layer, t.shape, (gtype,), (t.nbytes[index],))
+
+
+def sampled_rows(n_rows: int, every: int) -> np.ndarray | None:
+    """Every `every`-th row for the candidates' output errors (None: all rows). A ggml block
+    never crosses a row, so a row quantizes alone as in the whole tensor; the error is a sum
+    over rows, estimated from the sample. Fewer than MIN_SAMPLED_ROWS rows: all of them."""
+    if every <= 1 or n_rows // every < MIN_SAMPLED_ROWS:
+        return None
+    return np.arange(0, n_rows, every)
+
+
 def _quantized_rows(s: Sweep, t: TensorChoice, gtype: str,
                     quantize: Quantizer) -> Callable[[int, int], np.ndarray]:
     """Head rows a..b as candidate `gtype` of `t` leaves them (blocks never cross a row)."""
-    index = t.types.index(gtype)
-    one = TensorChoice(t.name, t.role, t.layer, t.shape, (gtype,), (t.nbytes[index],))
+    one = _only(t, gtype)
     return lambda a, b: quantize(one, s.w.rows(t.name, np.arange(a, b)))[0]
 
 

@@ -42,7 +42,9 @@ class SensitivityConfig:
     anchors. Each measurement replays the layers after its own, so measuring every layer
     (`anchors=0`) costs depth x parameters, anchors a fixed number of replays: time linear in the
     parameters (advisor.sensitivity.measure has the figures). The embedding and an untied head
-    are always measured.
+    are always measured. `row_sample` k > 1 (streamed sweeps only) estimates the candidates'
+    output errors from every k-th row of each tensor, so only the measured candidates are
+    quantized whole (advisor.sensitivity.stream.sampled_rows).
     """
 
     n_ctx: int = 32
@@ -50,6 +52,7 @@ class SensitivityConfig:
     first_scored: int = -1
     exhaustive: bool = False
     anchors: int = 0
+    row_sample: int = 1
     version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -63,6 +66,8 @@ class SensitivityConfig:
         if not isinstance(self.anchors, int) or self.anchors < 0 or self.anchors == 1:
             raise ValueError(f"SensitivityConfig.anchors={self.anchors!r}; expected 0 (every "
                              "layer) or at least 2")
+        if not isinstance(self.row_sample, int) or self.row_sample < 1:
+            raise ValueError(f"SensitivityConfig.row_sample={self.row_sample!r}; expected >= 1")
         if self.anchors and self.exhaustive:
             raise ValueError("SensitivityConfig: exhaustive measures every candidate of every "
                              "layer; anchors must be 0 with it")
@@ -79,7 +84,8 @@ class SensitivityConfig:
         if d.get("version", SCHEMA_VERSION) != SCHEMA_VERSION:
             raise ValueError(f"SensitivityConfig version {d.get('version')} != {SCHEMA_VERSION}")
         return cls(int(d["n_ctx"]), int(d["n_windows"]), int(d["first_scored"]),
-                   bool(d["exhaustive"]), int(d.get("anchors", 0)))
+                   bool(d["exhaustive"]), int(d.get("anchors", 0)),
+                   int(d.get("row_sample", 1)))
 
 
 @dataclass(frozen=True)

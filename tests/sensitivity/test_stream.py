@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+import advisor.sensitivity.measure as measure
 import advisor.sensitivity.stream as stream
 from advisor.inspect import inspect_model
 from advisor.sensitivity import SensitivityConfig, SensitivityTable
@@ -15,6 +16,13 @@ from backends.gguf.convert import convert_hf_to_gguf
 from tests.backends.test_gguf_convert import DATA, build_tiny
 
 TEXT = DATA.read_text(encoding="utf-8")
+
+
+@pytest.fixture(autouse=True)
+def stream_every_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tiny models would be measured in memory (advisor.sensitivity.measure
+    IN_MEMORY_MAX): stream them."""
+    monkeypatch.setattr(measure, "IN_MEMORY_MAX", 0)
 
 
 def _both(path: Path, cfg: SensitivityConfig,
@@ -85,3 +93,32 @@ def test_streamed_table_on_cuda_equals_the_cpu_one(tmp_path: Path) -> None:
     assert gpu.extra["device"] == "cuda" and gpu.measured == cpu.measured
     for name, costs in cpu.costs.items():
         assert gpu.costs[name] == pytest.approx(costs, rel=1e-3, abs=1e-9), name
+
+
+def test_sampled_rows() -> None:
+    assert stream.sampled_rows(1000, 1) is None
+    assert stream.sampled_rows(100, 4) is None  # 25 rows: too few to sample
+    rows = stream.sampled_rows(1024, 4)
+    assert rows is not None and len(rows) == 256 and rows[0] == 0 and rows[-1] == 1020
+
+
+def test_row_sampled_errors_keep_the_measured_kls(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """row_sample quantizes every other row for the output errors: the end-to-end KLs are the
+    same measurements, the scaled costs estimates of the all-rows ones."""
+    monkeypatch.setattr(stream, "MIN_SAMPLED_ROWS", 8)
+    build_tiny("llama", tmp_path / "hf", TEXT[:8000], num_hidden_layers=6)
+    path = convert_hf_to_gguf(inspect_model(tmp_path / "hf"), tmp_path / "gguf", out_type="F16")
+    space = gguf_plan_space(inspect_model(path), imatrix=False)
+    rows = [measure_sensitivity(path, space, TEXT, threads=2,
+                                config=SensitivityConfig(n_ctx=16, anchors=3, row_sample=k))
+            for k in (1, 2)]
+    assert rows[0].measured == rows[1].measured
+    ratios = []
+    for name, measured in rows[0].measured.items():
+        for g in measured:
+            assert rows[1].costs[name][g] == pytest.approx(rows[0].costs[name][g], rel=1e-5)
+        ratios += [rows[1].costs[name][g] / rows[0].costs[name][g]
+                   for g in rows[0].costs[name] if g not in measured and rows[0].costs[name][g]]
+    assert ratios and all(0.5 < r < 2.0 for r in ratios)
+    assert max(abs(r - 1) for r in ratios) > 1e-6  # the sample did change the estimates
