@@ -161,8 +161,8 @@ class Sweep:
         self.w = weights
         self.device = device
         with torch.device("meta"):
-            model = transformers.AutoModelForCausalLM.from_config(weights.config,
-                                                                  dtype=torch.float32)
+            model = transformers.AutoModelForCausalLM.from_config(
+                weights.config, dtype=torch.float32, trust_remote_code=False)
         self.decoder = model.get_decoder()
         rot = self.decoder.rotary_emb  # buffers computed at init: rebuilt off the meta device
         self.decoder.rotary_emb = type(rot)(config=weights.config).to(device)

@@ -56,8 +56,8 @@ def _worker(url: str, name: str, scratch: Path, *extra: str) -> subprocess.Popen
 def test_three_workers_one_killed_mid_trial(postgres_url: str, tmp_path: Path) -> None:
     name, job = _job_study(postgres_url, N_TRIALS, MeasureSettings(eval_windows=1, window=128))
     scratch = [tmp_path / f"w{i}" for i in range(3)]
-    procs = [_worker(postgres_url, name, s) for s in scratch]
-    victim = procs[0]
+    victim = _worker(postgres_url, name, scratch[0])
+    procs = [victim]
     try:
         deadline = time.monotonic() + 180
         # mid-trial: the victim's candidate is being written by llama.cpp's quantizer
@@ -67,6 +67,11 @@ def test_three_workers_one_killed_mid_trial(postgres_url: str, tmp_path: Path) -
             time.sleep(0.05)
         victim.send_signal(signal.SIGKILL)
         assert victim.wait(timeout=30) == -signal.SIGKILL
+        # The survivors start once the killed trial's heartbeat is older than the grace period:
+        # started with it, they could finish the study before any of their trials began after
+        # that moment (it happened once in a full run), and nobody would look for stale trials.
+        time.sleep(job.grace_s + 1)
+        procs += [_worker(postgres_url, name, s) for s in scratch[1:]]
         for p in procs[1:]:
             out, err = p.communicate(timeout=300)
             assert p.returncode == 0, err
