@@ -286,6 +286,12 @@ def _record(t: optuna.trial.FrozenTrial) -> TrialRecord:
                        all(c <= 0 for c in a["constraints"]))
 
 
+def _interrupted(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    from advisor.progress import interrupt
+
+    interrupt.check()
+
+
 def run_search(
     table: SensitivityTable,
     budget_bytes: int,
@@ -370,7 +376,10 @@ def run_search(
         # stop once the study as a whole holds n_trials finished ones
         done_cb = optuna.study.MaxTrialsCallback(config.n_trials,
                                                  states=(optuna.trial.TrialState.COMPLETE,))
-        study.optimize(objective, n_trials=remaining, callbacks=[done_cb, *callbacks])
+        # a Ctrl-C swallowed inside a trial (advisor.progress.interrupt) stops the study after
+        # that trial, not at the end of the stage (it outlived a 60 s wait in a loaded suite)
+        study.optimize(objective, n_trials=remaining,
+                       callbacks=[done_cb, _interrupted, *callbacks])
     return _result(study, objectives, redact_url(url), config.study_name, calls[0],
                    table.space.imatrix)
 

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from advisor.errors import BadInput
 from advisor.inspect.gguf_header import read_header
 from advisor.sensitivity.loader import _UNHANDLED_KEYS, FAST_ARCHS, decode, gguf_config
 from advisor.sensitivity.runner import _first, _repeat_batch
@@ -71,6 +72,7 @@ class GGUFWeights:
 
         from advisor.sensitivity.loader import _gguf_arch
 
+        self.path = Path(path)
         self.header = header_of(path)
         self.arch = str(self.header.kv["general.architecture"])
         self.n_layers = int(self.header.kv.get(f"{self.arch}.block_count", 0))
@@ -186,7 +188,8 @@ class Sweep:
         for local, _ in module.named_parameters():
             name = self.w.gguf_name(prefix + local)
             if name is None:
-                raise ValueError(f"the GGUF has no tensor for {prefix + local}")
+                raise BadInput(f"{self.w.path.name} has no tensor for {prefix + local}",
+                               "is the file complete? convert or download it again")
             values = (replaced or {}).get(name)
             state[local] = torch.from_numpy(self.w.tensor(name) if values is None else values)
         real.load_state_dict({k: v.to(self.device) for k, v in state.items()}, assign=True)
