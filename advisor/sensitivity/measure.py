@@ -124,18 +124,8 @@ def _measure_group(cache: LayerCache, group: list[TensorChoice],
         plans.append((len(items), n, errors))
         items.extend((t.name, v) for v in vals[:n])
     kls = cache.kl_many(items)
-    out: list[Measured] = []
-    for t, (start, n, errors) in zip(group, plans):
-        if n == len(t.types):
-            out.append((dict(zip(t.types, kls[start:start + n])), t.types, errors))
-            continue
-        anchor = kls[start]
-        scaled = errors or []  # n == 1 < len(types) only when errors were computed
-        gain = anchor / scaled[0]
-        costs = {g: (anchor if i == 0 else gain * e)
-                 for i, (g, e) in enumerate(zip(t.types, scaled))}
-        out.append((costs, t.types[:1], errors))
-    return out
+    return [_from_kls(t, dict(zip(t.types[:n], kls[start:start + n])), errors)
+            for t, (start, n, errors) in zip(group, plans)]
 
 
 def anchor_layers(layers: list[int], k: int) -> set[int]:
@@ -240,7 +230,7 @@ IN_MEMORY_MAX = 1 << 30
 """A model whose float32 copy is at most this is measured in memory, larger ones streamed: both
 give the same table (tests/sensitivity/test_stream.py), and on 2 cores the in-memory replay of
 the embedded model took 9.5 s against 15.3 s streamed (anchors 8, no imatrix; at 360M: 30.0 s
-against 31.6 s, peak RSS 2.6 GiB against 1.15 GiB)."""
+against 33.8 s, peak RSS 2.6 GiB against 1.15 GiB)."""
 
 
 def _float32_bytes(path: Path) -> int:

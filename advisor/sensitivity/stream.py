@@ -261,7 +261,7 @@ def _sweep(s: Sweep, work: list[TensorChoice], measure: set[str], quantize: Quan
     kls: dict[str, dict[str, float]] = {}
     errors: dict[str, list[float]] = {}
     labels: list[tuple[str, str]] = []  # (tensor, type) of each perturbed batch, in order
-    head_labels: list[tuple[str, str, np.ndarray | None]] = []  # scored with another head
+    head_labels: list[tuple[str, str]] = []  # an untied head's candidates, scored at the end
     by_layer: dict[int | None, list[TensorChoice]] = {}
     for t in work:
         by_layer.setdefault(t.layer, []).append(t)
@@ -277,7 +277,7 @@ def _sweep(s: Sweep, work: list[TensorChoice], measure: set[str], quantize: Quan
                 perturbed.append(s.embed(rows))
                 labels.append((t.name, g))
         elif t.name == "output.weight":
-            head_labels += [(t.name, g, None) for g in t.types]
+            head_labels += [(t.name, g) for g in t.types]
         if on_tensor:
             on_tensor()
     batch = torch.cat(perturbed) if perturbed else None
@@ -378,7 +378,7 @@ def _sweep(s: Sweep, work: list[TensorChoice], measure: set[str], quantize: Quan
             t = next(x for x in work if x.name == name)
             lq = s.logprobs(block(k), _quantized_rows(s, t, g, quantize))
             kls.setdefault(name, {})[g] = mean_kl(ref, lq, 1)[0]
-    for name, g, _ in head_labels:
+    for name, g in head_labels:
         t = next(x for x in work if x.name == name)
         lq = s.logprobs(hidden, _quantized_rows(s, t, g, quantize))
         kls.setdefault(name, {})[g] = mean_kl(ref, lq, 1)[0]
