@@ -84,6 +84,7 @@ class Estimate:
     device_memory: Figure | None
     assumptions: tuple[str, ...] = field(default_factory=tuple)
     workload: Workload | None = None  # the requests ttft/per_token/request_latency are for
+    features: dict[str, float] = field(default_factory=dict)  # what the latency came from
 
     @property
     def fits(self) -> bool:
@@ -104,12 +105,125 @@ class Estimate:
         }
         if self.workload is not None:
             out["workload"] = self.workload.to_dict()
+        if self.features:
+            out["features"] = dict(self.features)
         out.update({k: getattr(self, k).to_dict() for k in figs})
         return out
 
 
-def _pred(value: float, unit: str) -> Figure:
-    return Figure(value, unit, Origin.PREDICTED)
+def _pred(value: float, unit: str, band: tuple[float, float] | None = None) -> Figure:
+    return Figure(value, unit, Origin.PREDICTED, band=band)
+
+
+_Band = tuple[float, float] | None
+_Latency = tuple[float, float, _Band, _Band, list[str]]
+
+
+def _calibrated(spec: ModelSpec, plan: QuantPlan, hw: HardwareProfile, runtime: str,
+                wl: Workload, decode_bytes: float) -> _Latency | None:
+    """TTFT and per-token seconds from the latency model fitted to published measurements of
+    the deployment's class (advisor.calibration), with their held-out error bands; None when no
+    class fits (CPUs, transformers) or the accelerator lacks a datasheet rate."""
+    from advisor import calibration
+
+    acc = hw.primary
+    cls = calibration.runtime_class(runtime, acc.vendor.value if acc else None)
+    dfit = calibration.lookup(cls, "decode") if cls else None
+    pfit = calibration.lookup(cls, "prefill") if cls else None
+    if (cls is None or acc is None or dfit is None or pfit is None
+            or acc.memory_bandwidth is None):
+        return None
+    backend = "CUDA" if runtime == "vllm" else cls.split("/")[-1]
+    quant = "F16" if all(f in ("F16", "BF16", "F32") for f in plan.tensor_formats.values()) \
+        else "Q"
+    peaks = {k: v.value for k, v in acc.peak_tflops.items()}
+    if "fp16" not in peaks:
+        return None
+    key = calibration.peak_key(backend, quant)
+    if runtime == "vllm":  # FP8 / INT8 GEMMs at their own rate (the fit saw BF16 only)
+        key = next((_GPU_RATE_KEY[s] for s in set(plan.tensor_formats.values())
+                    if s in _GPU_RATE_KEY), "bf16")
+    catalogued = hw.source.partition("profile:")[2] or acc.name
+    peak = calibration.prefill_peak(catalogued, peaks, key, backend)
+    dims = calibration.ModelDims(spec.name, spec.n_layers, spec.hidden_size, spec.vocab_size,
+                                 float(spec.n_params), spec.n_kv_heads * spec.head_dim,
+                                 spec.tied_embeddings)
+    bw = acc.memory_bandwidth.value
+    per_token = dfit.coefficients.seconds(decode_bytes, bw, spec.n_layers)
+    prompt_units = 1 if runtime == "vllm" else 0
+    ttft = pfit.coefficients.seconds(dims.prefill_flops(wl.prompt_tokens) * wl.concurrency,
+                                     peak, prompt_units)
+    notes = [f"latency model of {cls} fitted to {dfit.rows} decode and {pfit.rows} prefill "
+             f"published measurements on {len(set(dfit.devices) | set(pfit.devices))} devices "
+             f"(decode at {dfit.coefficients.efficiency:.2f} of the memory bandwidth + "
+             f"{dfit.coefficients.fixed_s * 1e6:.0f} us per layer; prefill at "
+             f"{pfit.coefficients.efficiency:.2f} of the {key} "
+             "peak); bands: 10th-90th percentile of its leave-one-device-out errors"]
+    return (ttft, per_token, (ttft * pfit.band[0], ttft * pfit.band[1]),
+            (per_token * dfit.band[0], per_token * dfit.band[1]), notes)
+
+
+def _roofline(spec: ModelSpec, device: str, bw: float, flops: float,
+              features: dict[str, float]) -> _Latency:
+    """The uncalibrated roofline, where no published measurements cover the class."""
+    bw_eff, fl_eff = bw * BANDWIDTH_EFFICIENCY, flops * COMPUTE_EFFICIENCY
+    step_floor = spec.n_layers * STEP_OVERHEAD_S_PER_LAYER["cpu" if device.startswith("CPU")
+                                                          else "gpu"]
+    per_token = max(features["decode_bytes"] / bw_eff, features["decode_flops"] / fl_eff,
+                    step_floor)
+    ttft = max(features["prefill_flops"] / fl_eff, features["prefill_bytes"] / bw_eff,
+               step_floor)
+    notes = [f"uncalibrated roofline: bandwidth efficiency {BANDWIDTH_EFFICIENCY}, compute "
+             f"efficiency {COMPUTE_EFFICIENCY} (no published measurements of this class)",
+             f"at least {step_floor * 1e3:.2f} ms per forward pass (fixed per-layer overhead)"]
+    return ttft, per_token, None, None, notes
+
+
+def _on_this_host(roofline: _Latency, features: dict[str, float],
+                  exclude: str | None = None) -> _Latency:
+    """The roofline's phases replaced by this host's own fit where its benches allow one."""
+    from advisor.calibration import host
+
+    fitted = host.predict(features, exclude=exclude)
+    if not fitted:
+        return roofline
+    ttft, per_token, ttft_band, token_band, notes = roofline
+    if "prefill" in fitted:
+        ttft, ttft_band, n = fitted["prefill"]
+    if "decode" in fitted:
+        per_token, token_band, n = fitted["decode"]
+    notes = [f"{' and '.join(sorted(fitted))} calibrated on {n} earlier benches of this host "
+             "(advisor.calibration.host; band: their leave-one-out errors)", *notes]
+    return ttft, per_token, ttft_band, token_band, notes
+
+
+def recalibrated(est: dict[str, Any], exclude: str) -> dict[str, Any] | None:
+    """A report's estimate (made for this host) with its latency re-predicted from this host's
+    benches of other artifacts: recommend re-predicts each candidate after the ones benched
+    before it. None when the benches cannot improve it (too few, or no features recorded)."""
+    feats = est.get("features")
+    if not isinstance(feats, dict):
+        return None
+    from advisor.calibration import host
+
+    fitted = host.predict({k: float(v) for k, v in feats.items()}, exclude=exclude)
+    if not fitted:
+        return None
+    out = dict(est)
+    for phase, key in (("prefill", "ttft"), ("decode", "per_token")):
+        if phase in fitted:
+            value, band, n = fitted[phase]
+            out[key] = _pred(value, SECONDS, band).to_dict()
+    new = float(feats.get("new_tokens", 0))
+    request = out["ttft"]["value"] + new * out["per_token"]["value"]
+    bands = [out[k].get("band") for k in ("ttft", "per_token")]
+    rb = ((bands[0][0] + new * bands[1][0], bands[0][1] + new * bands[1][1])
+          if all(bands) else None)
+    out["request_latency"] = _pred(request, SECONDS, rb).to_dict()  # type: ignore[index]
+    out["assumptions"] = [f"latency re-predicted before this bench from {n} benches of other "
+                          "artifacts on this host (advisor.calibration.host)",
+                          *est.get("assumptions", [])]
+    return out
 
 
 def runtime_for(plan: QuantPlan, hw: HardwareProfile) -> str:
@@ -194,27 +308,41 @@ def estimate(spec: ModelSpec, plan: QuantPlan, hw: HardwareProfile,
                      + (spec.n_layers + 1) * SHARD_HEADER_BYTES)
 
     bw, flops, device, device_mem, notes = _rates(plan, hw, runtime)
-    bw_eff, fl_eff = bw * BANDWIDTH_EFFICIENCY, flops * COMPUTE_EFFICIENCY
-    step_floor = spec.n_layers * STEP_OVERHEAD_S_PER_LAYER["cpu" if device.startswith("CPU")
-                                                          else "gpu"]
+    if runtime == "llama.cpp":
+        from advisor.calibration.memory import llama_cpp_memory
+
+        mem = llama_cpp_memory(spec, per_tensor, dict(plan.tensor_formats), file_size, ctx,
+                               batch, wl.prompt_tokens, device.startswith("CPU"), hw.cpu.isa)
+        kv, overhead = mem.kv, mem.overhead
+        notes.append("memory as llama.cpp accounts it (advisor.calibration.memory): KV cache "
+                     f"{mem.kv / 2**20:.1f} MiB, compute {mem.compute / 2**20:.1f} MiB, "
+                     f"repacked weights {mem.repacked / 2**20:.1f} MiB, base "
+                     f"{(mem.base + mem.mapped_extra) / 2**20:.1f} MiB")
     embedding = sum(per_tensor[t.canonical] for t in spec.tensors if t.role is Role.EMBEDDING)
     # Decode reads every weight once per step; the embedding table only one row per token,
     # unless it is tied and doubles as the LM head.
     read_per_step = weights - (0 if spec.tied_embeddings else embedding)
+    mean_ctx = wl.prompt_tokens + wl.new_tokens / 2
+    decode_bytes = read_per_step + kv_per_token * mean_ctx * batch
     matmul_params = n_params - sum(t.n_params for t in spec.tensors if t.role is Role.EMBEDDING)
     if spec.tied_embeddings:
         matmul_params += spec.vocab_size * spec.hidden_size
-    mean_ctx = wl.prompt_tokens + wl.new_tokens / 2
-    decode_bytes = read_per_step + kv_per_token * mean_ctx * batch
-    decode_flops = 2 * matmul_params * batch
-    per_token = max(decode_bytes / bw_eff, decode_flops / fl_eff, step_floor)
     attn_flops = 2 * spec.n_layers * spec.n_heads * spec.head_dim * wl.prompt_tokens ** 2
-    prefill_flops = (2 * matmul_params * wl.prompt_tokens + attn_flops) * batch
-    ttft = max(prefill_flops / fl_eff, read_per_step / bw_eff, step_floor)
+    features = {"layers": float(spec.n_layers), "decode_bytes": float(decode_bytes),
+                "decode_flops": float(2 * matmul_params * batch),
+                "prefill_flops": float((2 * matmul_params * wl.prompt_tokens + attn_flops) * batch),
+                "prefill_bytes": float(read_per_step), "new_tokens": float(wl.new_tokens)}
+    lat = _calibrated(spec, plan, hw, runtime, wl, decode_bytes)
+    if lat is None:
+        lat = _roofline(spec, device, bw, flops, features)
+        if runtime == "llama.cpp" and device.startswith("CPU") and hw.source == "probed":
+            lat = _on_this_host(lat, features)
+    ttft, per_token, ttft_band, token_band, lat_notes = lat
     request = ttft + wl.new_tokens * per_token
-    notes += [
-        f"bandwidth efficiency {BANDWIDTH_EFFICIENCY}, compute efficiency {COMPUTE_EFFICIENCY}",
-        f"at least {step_floor * 1e3:.2f} ms per forward pass (fixed per-layer overhead)",
+    request_band = ((ttft_band[0] + wl.new_tokens * token_band[0],
+                     ttft_band[1] + wl.new_tokens * token_band[1])
+                    if ttft_band and token_band else None)
+    notes += lat_notes + [
         f"KV cache at {8 * kv_bytes_per_value}-bit for {ctx} tokens x {batch} sequences",
         "requests of one batch arrive together (TTFT includes the whole batch's prefill)",
     ]
@@ -223,7 +351,7 @@ def estimate(spec: ModelSpec, plan: QuantPlan, hw: HardwareProfile,
         weights=_pred(weights, BYTES), kv_cache=_pred(kv, BYTES), overhead=_pred(overhead, BYTES),
         total_memory=_pred(weights + kv + overhead, BYTES), file_size=_pred(file_size, BYTES),
         bits_per_weight=8 * weights / max(n_params, 1),
-        ttft=_pred(ttft, SECONDS), per_token=_pred(per_token, SECONDS),
-        request_latency=_pred(request, SECONDS), device_memory=device_mem,
-        assumptions=tuple(notes), workload=wl,
+        ttft=_pred(ttft, SECONDS, ttft_band), per_token=_pred(per_token, SECONDS, token_band),
+        request_latency=_pred(request, SECONDS, request_band), device_memory=device_mem,
+        assumptions=tuple(notes), workload=wl, features=features,
     )

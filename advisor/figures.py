@@ -36,6 +36,9 @@ class Figure:
     what: str = ""
     ci95: tuple[float, float] | None = None
     """The 95% confidence interval of a measured value (its error bar), where it has one."""
+    band: tuple[float, float] | None = None
+    """A predicted value's error band (low, high): where the validation of the model that made
+    it puts the truth four times in five (advisor.calibration)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.origin, Origin):
@@ -45,6 +48,11 @@ class Figure:
             if not lo <= hi:
                 raise ValueError(f"Figure.ci95 {self.ci95!r}: expected (low, high), low <= high")
             object.__setattr__(self, "ci95", (lo, hi))
+        if self.band is not None:
+            lo, hi = (float(x) for x in self.band)
+            if not lo <= hi:
+                raise ValueError(f"Figure.band {self.band!r}: expected (low, high), low <= high")
+            object.__setattr__(self, "band", (lo, hi))
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"value": self.value, "unit": self.unit, "origin": self.origin.value}
@@ -52,13 +60,16 @@ class Figure:
             d["what"] = self.what
         if self.ci95 is not None:
             d["ci95"] = list(self.ci95)
+        if self.band is not None:
+            d["band"] = list(self.band)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Figure:
-        ci = d.get("ci95")
+        ci, band = d.get("ci95"), d.get("band")
         return cls(value=d["value"], unit=d.get("unit", ""), origin=Origin(d["origin"]),
-                   what=str(d.get("what", "")), ci95=(ci[0], ci[1]) if ci else None)
+                   what=str(d.get("what", "")), ci95=(ci[0], ci[1]) if ci else None,
+                   band=(band[0], band[1]) if band else None)
 
 
 # How a figure reads to a person (the CLI's tables and the TUI; rich markup for the origin).

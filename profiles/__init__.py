@@ -73,3 +73,23 @@ def match_device(device_name: str) -> dict[str, Any] | None:
         if wanted in {_key(n) for n in entry.get("device_names", ())}:
             return entry
     return None
+
+
+_MEASUREMENTS = "measurements"
+
+
+def measurements(runtime: str) -> list[dict[str, str]]:
+    """Published measurements of one runtime ('llama.cpp' or 'vllm'), one dict per CSV row of
+    `measurements/<runtime>.csv`, every row with its source URL. The latency model of
+    `advisor.calibration` is fitted to them; `measurements/README.md` says what each column is."""
+    import csv
+    import io
+
+    item = resources.files(__name__).joinpath(_MEASUREMENTS, f"{runtime}.csv")
+    if not item.is_file():
+        raise KeyError(f"no published measurements of {runtime!r} in profiles/{_MEASUREMENTS}")
+    rows = list(csv.DictReader(io.StringIO(item.read_text(encoding="utf-8"))))
+    for i, row in enumerate(rows, start=2):
+        if not row.get("source_url", "").startswith("https://"):
+            raise ValueError(f"profiles/{_MEASUREMENTS}/{runtime}.csv line {i}: no source_url")
+    return rows

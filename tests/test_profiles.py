@@ -319,4 +319,7 @@ def test_estimates_run_on_every_device(spec: ModelSpec, name: str) -> None:
 
 def test_package_data_ships_the_devices() -> None:
     text = (Path(__file__).parents[1] / "pyproject.toml").read_text()
-    assert re.search(r'profiles\s*=\s*\[\s*"devices/\*\.json"\s*\]', text)
+    line = re.search(r'^profiles\s*=\s*\[(.*)\]', text, re.M)
+    assert line is not None
+    shipped = {x.strip().strip('"') for x in line.group(1).split(",")}
+    assert {"devices/*.json", "measurements/*.csv", "measurements/README.md"} <= shipped

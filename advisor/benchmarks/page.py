@@ -253,7 +253,11 @@ def markdown(results: dict[str, Any], plot_rel: str | None) -> str:
                 + ", ".join(f"{s} {fmt(e.get(s))}" for s in stages) + ".", ""]
     preds = results.get("predictions")
     if preds:
+        from advisor.calibration.report import markdown as published
+
         out += ["## 3. Prediction accuracy", "",
+                "### Hardware the advisor does not run on: published measurements", "",
+                *published(), "", "### This host", "",
                 "For every candidate benchmarked (`advisor bench`) with the workload its estimate "
                 "was made for (512 prompt + 128 new tokens, one request at a time): the estimate "
                 "made before quantizing (*predicted*) against the measurement. Ratio = predicted "

@@ -80,11 +80,41 @@ def bench(artifact: Path, prompt_tokens: int, new_tokens: int, concurrency: int,
                            concurrency=concurrency, n_requests=requests, warmup=warmup)
     except ValueError as e:
         raise BadInput(str(e), "pass positive integers (warm-up may be 0)") from None
+    est, identity = report.get("estimate"), _identity(report)
+    on_host = (report.get("hardware") or {}).get("source") == "probed"
+    if on_host and isinstance(est, dict) and est.get("runtime") == "llama.cpp":
+        from advisor.estimate import recalibrated
+
+        if (better := recalibrated(est, exclude=identity)) is not None:
+            record(artifact, report, "estimate", better)
     with stages.bar(f"benchmarking {report.get('label') or artifact.name}") as bar:
         result = run_bench(BenchTarget(str(artifact), report["backend"]), wl, text=text,
                            threads=threads, on_progress=bar)
     record(artifact, report, "bench", result.to_dict())
+    est = report.get("estimate")
+    if (on_host and isinstance(est, dict) and isinstance(est.get("features"), dict)
+            and est.get("runtime") == "llama.cpp"
+            and _same_requests(est.get("workload"), wl.workload.to_dict())):
+        from advisor.calibration import host
+
+        host.add(identity, est["features"], result.per_token.value, result.ttft.value)
     return result
+
+
+def _same_requests(a: Any, b: dict[str, Any]) -> bool:
+    """The estimate's requests are the bench's (its context may be longer: a bench allocates
+    the prompt and the new tokens only)."""
+    keys = ("prompt_tokens", "new_tokens", "concurrency")
+    return isinstance(a, dict) and all(a.get(k) == b[k] for k in keys)
+
+
+def _identity(report: dict[str, Any]) -> str:
+    """The weights a bench measured (their digests): its own benches never calibrate its
+    prediction."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(report.get("digests"), sort_keys=True)
+                          .encode()).hexdigest()[:16]
 
 
 def record(artifact: Path, report: dict[str, Any], key: str, value: dict[str, Any]) -> None:
@@ -103,7 +133,10 @@ def record(artifact: Path, report: dict[str, Any], key: str, value: dict[str, An
         if not same:
             raise BadInput(f"the artifact at {artifact} was replaced while it was measured; "
                            "its report is left as it is", "measure it again")
-        now.setdefault("measurements", {})[key] = value
+        if key == "estimate":  # a re-prediction, not a measurement
+            now["estimate"] = value
+        else:
+            now.setdefault("measurements", {})[key] = value
         write_report(artifact, now)
         report.clear()
         report.update(now)

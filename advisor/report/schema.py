@@ -35,7 +35,10 @@ _DEFS: dict[str, Any] = {
         "required": ["value", "unit", "origin"],
         "properties": {"value": _num, "unit": _str, "origin": {"enum": ORIGINS}, "what": _str,
                        "ci95": {"type": "array", "items": _num, "minItems": 2, "maxItems": 2,
-                                "description": "95% confidence interval (the error bar)"}},
+                                "description": "95% confidence interval (the error bar)"},
+                       "band": {"type": "array", "items": _num, "minItems": 2, "maxItems": 2,
+                                "description": "a prediction's error band: 10th-90th "
+                                               "percentile of its model's held-out errors"}},
         "additionalProperties": False,
     },
     "labelled": {

@@ -83,5 +83,16 @@ def test_bench_embedded_model(embedded_gguf: Path, concurrency: int) -> None:
     assert r.baseline_rss.value < size < r.peak_rss.value < (1 << 30)
     assert size < r.loaded_pss.value <= r.peak_rss.value
     assert r.workload.concurrency == concurrency and r.n_requests == 3
+    if concurrency == 1:  # memory as llama.cpp accounts it: within 10% of the measured peak
+        from advisor.estimate import estimate
+        from advisor.inspect import inspect_model
+        from advisor.probe import get_hardware
+        from advisor.space.named import plan_for_format
+
+        spec = inspect_model(embedded_gguf)
+        est = estimate(spec, plan_for_format(spec, "Q4_1"), get_hardware(None, None),
+                       wl.workload)
+        measured = r.peak_rss.value - r.baseline_rss.value
+        assert est.total_memory.value == pytest.approx(measured, rel=0.10)
     assert all(f["origin"] == "measured" for f in r.to_dict().values()
                if isinstance(f, dict) and "origin" in f)

@@ -1,0 +1,144 @@
+"""This host's own latency model, fitted to its benches (issue 18, item 4).
+
+Every `advisor bench` (recommend's measured phase included) appends what the estimate was
+computed from (`Estimate.features`: decoder layers, bytes read and FLOPs per decode step, FLOPs
+and bytes of the prompt) and what was measured to `host-benches.jsonl` in the cache, keyed by the
+host (CPU model, cores, llama.cpp version). A later estimate for this host fits, per phase,
+seconds = c_layers x layers + c_flops x FLOPs + c_bytes x bytes (non-negative least squares on
+the relative error) to the benches of *other* artifacts, and predicts with it: the roofline's
+fixed efficiencies replaced by the ones this machine showed. Its band is the spread of the fit's
+leave-one-out errors over those benches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+STORE = "host-benches.jsonl"
+MIN_RECORDS = 2
+_TERMS = {"decode": ("layers", "decode_flops", "decode_bytes"),
+          "prefill": ("layers", "prefill_flops", "prefill_bytes")}
+
+
+def host_key() -> str:
+    """The machine and runtime a bench ran on: CPU model, logical cores, llama.cpp's version."""
+    import importlib.metadata
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
+                         model)
+    except OSError:
+        pass
+    try:
+        llama = importlib.metadata.version("llama_cpp_python")
+    except importlib.metadata.PackageNotFoundError:
+        llama = "none"
+    return f"{model} | {os.cpu_count()} cpus | llama.cpp {llama}"
+
+
+def _store() -> Path:
+    from advisor.artifact.cache import cache_root
+
+    return cache_root() / STORE
+
+
+def records(key: str | None = None) -> list[dict[str, Any]]:
+    """This host's benches (unreadable lines are skipped: the file is the cache's, not the
+    user's, and a torn last line must not stop an estimate)."""
+    key = key or host_key()
+    try:
+        lines = _store().read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and rec.get("host") == key and isinstance(rec.get("features"),
+                                                                            dict):
+            out.append(rec)
+    return out
+
+
+def add(artifact_id: str, features: dict[str, float], per_token_s: float, ttft_s: float) -> None:
+    """Remember one bench of this host (one line, appended)."""
+    rec = {"host": host_key(), "artifact": artifact_id, "features": features,
+           "decode": per_token_s, "prefill": ttft_s}
+    with open(_store(), "a", encoding="utf-8") as f:
+        f.write(json.dumps(rec, sort_keys=True) + "\n")
+
+
+def _solve(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Non-negative least squares of x @ c ~ y on the relative error, by dropping the terms
+    that come out negative and solving again (three terms: at most three rounds)."""
+    a = x / y[:, None]
+    keep = list(range(x.shape[1]))
+    while keep:
+        sol, *_ = np.linalg.lstsq(a[:, keep], np.ones_like(y), rcond=None)
+        if (sol >= 0).all():
+            out = np.zeros(x.shape[1])
+            out[keep] = sol
+            return out
+        keep = [k for k, v in zip(keep, sol, strict=True) if v >= 0] if (sol > 0).any() else []
+    return np.zeros(x.shape[1])
+
+
+@dataclass(frozen=True)
+class HostFit:
+    coefficients: np.ndarray
+    terms: tuple[str, ...]
+    benches: int
+    band: tuple[float, float] | None  # measured / predicted, leave-one-out over the benches
+
+    def seconds(self, features: dict[str, float]) -> float:
+        return float(np.dot(self.coefficients, [features[t] for t in self.terms]))
+
+
+def fit(test: str, recs: list[dict[str, Any]]) -> HostFit | None:
+    terms = _TERMS[test]
+    rows = [r for r in recs if all(t in r["features"] for t in terms)
+            and isinstance(r.get(test), (int, float)) and r[test] > 0]
+    if len(rows) < MIN_RECORDS:
+        return None
+    x = np.array([[float(r["features"][t]) for t in terms] for r in rows])
+    y = np.array([float(r[test]) for r in rows])
+    coef = _solve(x, y)
+    if not coef.any():
+        return None
+    ratios = []
+    for i in range(len(rows)):
+        rest = np.arange(len(rows)) != i
+        c = _solve(x[rest], y[rest])
+        if c.any():
+            ratios.append(y[i] / float(x[i] @ c))
+    band = (min(ratios), max(ratios)) if len(ratios) >= 3 else None
+    return HostFit(coef, terms, len(rows), band)
+
+
+def predict(features: dict[str, float], exclude: str | None = None,
+            key: str | None = None) -> dict[str, tuple[float, tuple[float, float] | None, int]]:
+    """phase -> (seconds, band in seconds, benches used), for the phases this host's benches
+    of artifacts other than `exclude` can fit; empty when there are too few."""
+    recs = [r for r in records(key) if r.get("artifact") != exclude]
+    out = {}
+    for test in _TERMS:
+        f = fit(test, recs)
+        if f is None or not all(t in features for t in f.terms):
+            continue
+        seconds = f.seconds(features)
+        if seconds <= 0:
+            continue
+        band = (seconds * f.band[0], seconds * f.band[1]) if f.band else None
+        out[test] = (seconds, band, f.benches)
+    return out
