@@ -5,9 +5,9 @@
                 data/benchmarks/quality_per_byte.png beside it
   --quick       a small subset with the same code paths (two presets, one pick without
                 importance matrix, two tiny random models): what the test suite runs
-  --section S   run one section alone (`float-native`: the headline of section 1), keeping the
-                other sections of <out>/results.json from an earlier run; `make bench
-                SECTION=float-native`
+  --section S   run one section alone (`float-native`: the headline of section 1;
+                `predictions`: section 3 on the benched presets), keeping the other sections
+                of <out>/results.json from an earlier run; `make bench SECTION=float-native`
 
 The full suite empties <out> first (but for the random models of section 2) and runs every
 command with QUANT_ADVISOR_CACHE=<out>/cache, so that
@@ -56,13 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="bench-out")
     ap.add_argument("--md", default="BENCHMARKS.md")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--section", choices=("all", "float-native"), default="all")
+    ap.add_argument("--section", choices=("all", "float-native", "predictions"), default="all")
     args = ap.parse_args(argv)
     work = Path(args.out).absolute()
     work.mkdir(parents=True, exist_ok=True)
     md = Path(args.md).absolute()
     if args.section != "all":
-        return _one_section(work, md, args.quick)
+        return _one_section(work, md, args.quick, args.section)
     if not args.quick:
         # a fresh start: a recommend finds its earlier study and measured candidates beside its
         # --out and would skip work (the random family models are kept: building them is not
@@ -177,11 +177,15 @@ def _float_native(r: Runner, work: Path, heldout: Path, quick: bool) -> list[dic
     return sections.preset_vs_pick(r, work, heldout, sections.float_native_models(work))
 
 
-def _one_section(work: Path, md: Path, quick: bool) -> int:
-    """The float-native section alone, merged into the results of an earlier run at `work`
-    (when there is one) and rendered with them; its commands replace the log of that run. It
-    uses the user's cache (as --quick does), so its recommend times are warm where an earlier
-    run left the importance matrix, reference or sensitivity table of these models."""
+def _one_section(work: Path, md: Path, quick: bool, section: str) -> int:
+    """One section alone, merged into the results of an earlier run at `work` (when there is
+    one) and rendered with them; its commands replace the log of that run.
+
+    float-native: uses the user's cache (as --quick does), so its recommend times are warm where
+    an earlier run left the importance matrix, reference or sensitivity table of these models.
+    predictions: section 3 on the presets it benches, in a cache of its own emptied first, so
+    that this host's latency model starts from nothing: the first preset benched is predicted
+    by the roofline alone, each later one from the benches before it."""
     path = work / "results.json"
     results: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {
         "date": datetime.date.today().isoformat(), "quick": quick, "stages": []}
@@ -189,10 +193,27 @@ def _one_section(work: Path, md: Path, quick: bool) -> int:
     r, t0 = Runner(), time.perf_counter()
     if "machine" not in results:
         results["machine"] = sections.machine(r)
-    results["float_native"] = _float_native(r, work, sections.heldout_text(work), quick)
-    results["section_only"] = "float-native"
+    if section == "float-native":
+        results["float_native"] = _float_native(r, work, sections.heldout_text(work), quick)
+        results["float_native_alone"] = True
+    else:
+        cache = work / "cache-predictions"
+        shutil.rmtree(cache, ignore_errors=True)
+        cache.mkdir(parents=True)
+        os.environ["QUANT_ADVISOR_CACHE"] = str(cache)
+        dirs = []
+        for p in sections.BENCHED_PRESETS:
+            d = work / "predictions" / p
+            r.advisor("quantize", "--model", sections.MODEL, "--preset", p, "--no-imatrix",
+                      "--out", d, "--force", "--json")
+            dirs.append(d)
+        sections.bench_artifacts(r, dirs, requests=8)
+        results["predictions"] = sections.predictions([str(d) for d in dirs])
+        results["prediction_errors"] = sections.error_summary(results["predictions"])
+        results["notes"] = [n for n in results.get("notes", []) if "Section 3" not in n]
+    results["section_only"] = section
     _save(work, md, results, r, t0)
-    print(f"wrote {md} (float-native section, {(time.perf_counter() - t0) / 60:.1f} min)",
+    print(f"wrote {md} ({section} section, {(time.perf_counter() - t0) / 60:.1f} min)",
           file=sys.stderr)
     return 0
 

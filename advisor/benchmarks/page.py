@@ -132,7 +132,8 @@ def headline(results: dict[str, Any]) -> list[str]:
            + (" This section ran alone (`make bench SECTION=float-native`) with the user's "
               "cache, so a recommend time is warm where an earlier run had already computed "
               "that model's importance matrix, reference or sensitivity table."
-              if results.get("section_only") else ""), ""]
+              if results.get("section_only") == "float-native"
+              or results.get("float_native_alone") else ""), ""]
     out += versus_table(native) + [""]
     if quantized:
         out += ["### Already-quantized sources (secondary)", "",
@@ -140,6 +141,43 @@ def headline(results: dict[str, Any]) -> list[str]:
                 "dequantized source, so tensors kept at the source type cost nearly nothing).",
                 ""]
         out += versus_table(quantized) + [""]
+    return out
+
+
+def prediction_section(results: dict[str, Any]) -> list[str]:
+    """Section 3: the published-measurement validation, then this host's predicted vs measured
+    candidates (empty when the run benched none)."""
+    preds = results.get("predictions")
+    if not preds:
+        return []
+    out: list[str] = []
+    from advisor.calibration.report import markdown as published
+
+    out += ["## 3. Prediction accuracy", "",
+            "### Hardware the advisor does not run on: published measurements", "",
+            *published(), "", "### This host", "",
+            "For every candidate benchmarked (`advisor bench`) with the workload its estimate "
+            "was made for (512 prompt + 128 new tokens, one request at a time): the prediction "
+            "in force when it was benched (*predicted*: memory as llama.cpp accounts it; "
+            "latency re-predicted before each bench from this host's earlier benches of other "
+            "artifacts, the roofline alone for the first bench into an empty cache) against "
+            "the measurement. Ratio = predicted / measured.", "",
+            "| candidate | size pred / meas | memory pred / meas (MiB) | TTFT pred / meas "
+            "(ms) | per token pred / meas (ms) | p95 pred / meas (ms) |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for p in preds:
+        out.append(
+            f"| {p['label']} | {p['size'][0]:,} / {p['size'][1]:,} | "
+            f"{p['memory'][0] / MiB:.0f} / {p['memory'][1] / MiB:.0f} | "
+            f"{p['ttft'][0] * 1e3:.0f} / {p['ttft'][1] * 1e3:.0f} | "
+            f"{p['per_token'][0] * 1e3:.1f} / {p['per_token'][1] * 1e3:.1f} | "
+            f"{p['p95'][0] * 1e3:.0f} / {p['p95'][1] * 1e3:.0f} |")
+    out += ["", "| figure | candidates | median ratio | min | max |",
+            "| --- | ---: | ---: | ---: | ---: |"]
+    for k, s in results["prediction_errors"].items():
+        out.append(f"| {k} | {s['n']} | {s['median']:.2f} | {s['min']:.2f} | "
+                   f"{s['max']:.2f} |")
+    out.append("")
     return out
 
 
@@ -176,7 +214,7 @@ def markdown(results: dict[str, Any], plot_rel: str | None) -> str:
         *headline(results),
     ]
     if not results.get("quality"):
-        return "\n".join(out + _tail(results))
+        return "\n".join(out + prediction_section(results) + _tail(results))
     out += [
         "### The embedded model, every preset (already-quantized source)",
         "",
@@ -251,33 +289,7 @@ def markdown(results: dict[str, Any], plot_rel: str | None) -> str:
                 "sizes: total wall " + fmt(e.get("total")) + ", peak RSS "
                 + fmt(e.get("peak_rss")) + "; per stage: "
                 + ", ".join(f"{s} {fmt(e.get(s))}" for s in stages) + ".", ""]
-    preds = results.get("predictions")
-    if preds:
-        from advisor.calibration.report import markdown as published
-
-        out += ["## 3. Prediction accuracy", "",
-                "### Hardware the advisor does not run on: published measurements", "",
-                *published(), "", "### This host", "",
-                "For every candidate benchmarked (`advisor bench`) with the workload its estimate "
-                "was made for (512 prompt + 128 new tokens, one request at a time): the estimate "
-                "made before quantizing (*predicted*) against the measurement. Ratio = predicted "
-                "/ measured.", "",
-                "| candidate | size pred / meas | memory pred / meas (MiB) | TTFT pred / meas "
-                "(ms) | per token pred / meas (ms) | p95 pred / meas (ms) |",
-                "| --- | ---: | ---: | ---: | ---: | ---: |"]
-        for p in preds:
-            out.append(
-                f"| {p['label']} | {p['size'][0]:,} / {p['size'][1]:,} | "
-                f"{p['memory'][0] / MiB:.0f} / {p['memory'][1] / MiB:.0f} | "
-                f"{p['ttft'][0] * 1e3:.0f} / {p['ttft'][1] * 1e3:.0f} | "
-                f"{p['per_token'][0] * 1e3:.1f} / {p['per_token'][1] * 1e3:.1f} | "
-                f"{p['p95'][0] * 1e3:.0f} / {p['p95'][1] * 1e3:.0f} |")
-        out += ["", "| figure | candidates | median ratio | min | max |",
-                "| --- | ---: | ---: | ---: | ---: |"]
-        for k, s in results["prediction_errors"].items():
-            out.append(f"| {k} | {s['n']} | {s['median']:.2f} | {s['min']:.2f} | "
-                       f"{s['max']:.2f} |")
-        out.append("")
+    out += prediction_section(results)
     roof = results.get("roofline")
     if roof:
         out += ["## 4. Decode speed against the physical limit", "",

@@ -7,7 +7,8 @@ host (CPU model, cores, llama.cpp version). A later estimate for this host fits,
 seconds = c_layers x layers + c_flops x FLOPs + c_bytes x bytes (non-negative least squares on
 the relative error) to the benches of *other* artifacts, and predicts with it: the roofline's
 fixed efficiencies replaced by the ones this machine showed. Its band is the spread of the fit's
-leave-one-out errors over those benches.
+leave-one-out errors over those benches (from three on). With a single bench, the roofline is
+rescaled by that bench's measured / predicted ratio.
 """
 
 from __future__ import annotations
@@ -126,15 +127,27 @@ def fit(test: str, recs: list[dict[str, Any]]) -> HostFit | None:
     return HostFit(coef, terms, len(rows), band)
 
 
+def _rescaled(test: str, recs: list[dict[str, Any]], features: dict[str, float]) -> float | None:
+    """One bench: the roofline scaled by that bench's measured / roofline ratio."""
+    key = f"roofline_{test}"
+    rows = [r for r in recs if r["features"].get(key) and isinstance(r.get(test), (int, float))]
+    if not rows or not features.get(key):
+        return None
+    return float(features[key] * np.median([r[test] / r["features"][key] for r in rows]))
+
+
 def predict(features: dict[str, float], exclude: str | None = None,
             key: str | None = None) -> dict[str, tuple[float, tuple[float, float] | None, int]]:
     """phase -> (seconds, band in seconds, benches used), for the phases this host's benches
-    of artifacts other than `exclude` can fit; empty when there are too few."""
+    of artifacts other than `exclude` can predict: a fit from two benches on, the roofline
+    rescaled by the measured/predicted ratio of one; empty before any."""
     recs = [r for r in records(key) if r.get("artifact") != exclude]
-    out = {}
+    out: dict[str, tuple[float, tuple[float, float] | None, int]] = {}
     for test in _TERMS:
         f = fit(test, recs)
         if f is None or not all(t in features for t in f.terms):
+            if len(recs) == 1 and (one := _rescaled(test, recs, features)) is not None:
+                out[test] = (one, None, 1)
             continue
         seconds = f.seconds(features)
         if seconds <= 0:

@@ -56,7 +56,17 @@ def test_store_keeps_this_host_and_survives_a_torn_line(tmp_path: Path,
     assert [r["artifact"] for r in host.records()] == ["a", "b"]
     got = host.predict(f)
     assert set(got) == {"decode", "prefill"} and 0.019 < got["decode"][0] < 0.022
-    assert host.predict(f, exclude="a") == {}  # one bench of another artifact is too few
+    assert host.predict(f, exclude="a") == {}  # one bench, and no roofline to rescale
+
+
+def test_one_bench_rescales_the_roofline(tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUANT_ADVISOR_CACHE", str(tmp_path))
+    f = {**_features(30, 135e6, 9e7), "roofline_decode": 0.005, "roofline_prefill": 0.4}
+    host.add("a", f, 0.010, 0.6)  # measured twice and 1.5x the roofline
+    got = host.predict({**f, "roofline_decode": 0.007, "roofline_prefill": 0.5})
+    assert got["decode"][0] == pytest.approx(0.014) and got["prefill"][0] == pytest.approx(0.75)
+    assert got["decode"][1] is None and got["decode"][2] == 1
 
 
 def _advisor(*args: str) -> subprocess.CompletedProcess[str]:
