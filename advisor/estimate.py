@@ -325,6 +325,20 @@ def estimate(spec: ModelSpec, plan: QuantPlan, hw: HardwareProfile,
                      f"{mem.kv / 2**20:.1f} MiB, compute {mem.compute / 2**20:.1f} MiB, "
                      f"repacked weights {mem.repacked / 2**20:.1f} MiB, base "
                      f"{(mem.base + mem.mapped_extra) / 2**20:.1f} MiB")
+    if runtime == "vllm" and device_mem is not None:
+        from advisor.calibration.memory import VLLM_GPU_MEMORY_UTILIZATION, vllm_memory
+
+        vm = vllm_memory(spec, ctx, batch, device_mem.value, kv_bytes_per_value)
+        kv, overhead = vm.kv, vm.overhead
+        device_mem = Figure(vm.reserved, BYTES, Origin.PREDICTED,
+                            what=f"what vLLM takes: gpu_memory_utilization "
+                                 f"{VLLM_GPU_MEMORY_UTILIZATION} x {device_mem.value / 2**30:.1f} "
+                                 "GiB")
+        notes.append("memory as vLLM accounts it (advisor.calibration.memory): weights, the "
+                     f"profile run's activations {vm.activations / 2**20:.0f} MiB, non-torch "
+                     f"{vm.base / 2**20:.0f} MiB (assumed), KV blocks of 16 tokens "
+                     f"{vm.kv / 2**20:.0f} MiB; it fits when they fit in the "
+                     f"{vm.reserved / 2**30:.1f} GiB vLLM takes")
     embedding = sum(per_tensor[t.canonical] for t in spec.tensors if t.role is Role.EMBEDDING)
     # Decode reads every weight once per step; the embedding table only one row per token,
     # unless it is tied and doubles as the LM head.

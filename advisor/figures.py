@@ -100,4 +100,7 @@ def fig(f: Figure | None) -> str:
         text = human_seconds(f.value)
     else:
         text = f"{f.value:,.4g} {f.unit}"
+    if f.band is not None and f.unit == SECONDS:
+        lo, hi = (human_seconds(x) for x in f.band)
+        return f"{text} [dim]({f.origin.value}; 4 in 5 within {lo}-{hi})[/dim]"
     return f"{text} [dim]({f.origin.value})[/dim]"

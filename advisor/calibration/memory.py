@@ -97,3 +97,41 @@ def llama_cpp_memory(spec: ModelSpec, per_tensor: dict[str, int], formats: dict[
     return LlamaCppMemory(kv=kv_bytes(spec, context, sequences),
                           compute=compute_buffer(spec, ubatch), repacked=0, mapped_extra=0,
                           base=base)
+
+
+# vLLM's defaults (vllm/config: CacheConfig): the fraction of the GPU it takes, and the tokens of
+# one KV block; the profile run's batch (max_num_batched_tokens) and its sequences (max_num_seqs)
+VLLM_GPU_MEMORY_UTILIZATION = 0.9
+VLLM_BLOCK_TOKENS = 16
+VLLM_PROFILE_TOKENS = 8192
+VLLM_PROFILE_SEQS = 256
+VLLM_NON_TORCH_BYTES = 1 << 30  # CUDA context, NCCL, CUDA graphs: stated, not calibrated
+
+
+@dataclass(frozen=True)
+class VllmMemory:
+    """What vLLM needs on the GPU besides its weights, and what it takes (bytes)."""
+
+    kv: int  # the blocks the requested context x sequences occupy
+    activations: int  # the profile run's peak
+    base: int
+    reserved: int  # gpu_memory_utilization x the device: vLLM holds all of it
+
+    @property
+    def overhead(self) -> int:
+        return self.activations + self.base
+
+
+def vllm_memory(spec: ModelSpec, context: int, sequences: int, device_memory: float,
+                kv_bytes_per_value: int = 2) -> VllmMemory:
+    """vLLM's accounting: weights, then a profile run's activation peak, then non-torch memory;
+    the rest of gpu_memory_utilization x the device becomes KV blocks of 16 tokens. A plan fits
+    when the blocks for `context` tokens x `sequences` remain (vLLM refuses to start otherwise)."""
+    blocks = -(-context // VLLM_BLOCK_TOKENS) * sequences
+    per_token = 2 * spec.n_layers * spec.n_kv_heads * spec.head_dim * kv_bytes_per_value
+    tokens = min(VLLM_PROFILE_TOKENS, max(context, 1) * sequences)
+    activations = (2 * tokens * (4 * spec.hidden_size + 2 * spec.intermediate_size)
+                   + 4 * min(VLLM_PROFILE_SEQS, tokens) * spec.vocab_size)
+    return VllmMemory(kv=blocks * VLLM_BLOCK_TOKENS * per_token, activations=activations,
+                      base=VLLM_NON_TORCH_BYTES,
+                      reserved=int(VLLM_GPU_MEMORY_UTILIZATION * device_memory))

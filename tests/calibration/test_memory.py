@@ -59,3 +59,35 @@ def test_repacked_weights(embedded_quants: dict[str, Path], preset: str,
     reported = _reported(path, 640, 512, caplog)["repack"]
     assert predicted == pytest.approx(reported, abs=0.05)
     assert (predicted > 1) == (preset != "Q8_0")  # Q8_0 is not repacked on x86
+
+
+def test_vllm_takes_its_utilization_and_needs_the_blocks(tmp_path: Path) -> None:
+    """vLLM holds gpu_memory_utilization x the device, and a plan fits only when the KV blocks
+    for the requested context remain after the weights, activations and non-torch memory."""
+    import json
+
+    from advisor.calibration.memory import VLLM_BLOCK_TOKENS, vllm_memory
+    from advisor.estimate import Workload, estimate
+    from advisor.space.named import plan_for_format
+    from tests.calibration.test_published import LLAMA3_8B
+
+    d = tmp_path / "llama-3-8b"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps(LLAMA3_8B))
+    spec = inspect_model(d, weights=False)
+    hw = get_hardware("l40s", None)  # 48 GB
+    vm = vllm_memory(spec, 8000, 1, hw.primary.memory.value)  # type: ignore[union-attr]
+    per_token = 2 * 32 * 8 * 128 * 2
+    assert vm.kv == -(-8000 // VLLM_BLOCK_TOKENS) * VLLM_BLOCK_TOKENS * per_token
+    assert vm.reserved == int(0.9 * hw.primary.memory.value)  # type: ignore[union-attr]
+    plan = plan_for_format(spec, "W8A16")
+    fits = estimate(spec, plan, hw, Workload(prompt_tokens=512, new_tokens=128, context=8192))
+    assert fits.runtime == "vllm" and fits.fits
+    assert fits.device_memory is not None and fits.device_memory.value == vm.reserved
+    # as many sequences as the full card would hold, but not the 90% vLLM takes
+    free = hw.primary.memory.value - fits.weights.value - fits.overhead.value  # type: ignore
+    n = int(free // (8192 * per_token))
+    crowded = estimate(spec, plan, hw, Workload(prompt_tokens=512, new_tokens=128,
+                                                 concurrency=n, context=8192))
+    assert crowded.total_memory.value <= hw.primary.memory.value  # type: ignore[union-attr]
+    assert not crowded.fits
