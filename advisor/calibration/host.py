@@ -17,6 +17,7 @@ import json
 import os
 import platform
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ _TERMS = {"decode": ("layers", "decode_flops", "decode_bytes"),
           "prefill": ("layers", "prefill_flops", "prefill_bytes")}
 
 
+@lru_cache(maxsize=1)
 def host_key() -> str:
     """The machine and runtime a bench ran on: CPU model, logical cores, llama.cpp's version."""
     import importlib.metadata
@@ -55,11 +57,28 @@ def _store() -> Path:
 def records(key: str | None = None) -> list[dict[str, Any]]:
     """This host's benches (unreadable lines are skipped: the file is the cache's, not the
     user's, and a torn last line must not stop an estimate)."""
-    key = key or host_key()
+    version = _version()
+    return list(_read(*version, key or host_key())) if version else []
+
+
+def _version() -> tuple[str, int, int] | None:
+    """The store's path, modification time and size: what its cached reads are keyed by."""
+    path = _store()
     try:
-        lines = _store().read_text(encoding="utf-8").splitlines()
+        st = path.stat()
     except OSError:
-        return []
+        return None
+    return str(path), st.st_mtime_ns, st.st_size
+
+
+@lru_cache(maxsize=8)
+def _read(path: str, mtime_ns: int, size: int, key: str) -> tuple[dict[str, Any], ...]:
+    """The store's records for `key`, read once per version of the file (a search estimates
+    thousands of plans)."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return ()
     out = []
     for line in lines:
         try:
@@ -69,7 +88,7 @@ def records(key: str | None = None) -> list[dict[str, Any]]:
         if isinstance(rec, dict) and rec.get("host") == key and isinstance(rec.get("features"),
                                                                             dict):
             out.append(rec)
-    return out
+    return tuple(out)
 
 
 def add(artifact_id: str, features: dict[str, float], per_token_s: float, ttft_s: float) -> None:
@@ -127,6 +146,21 @@ def fit(test: str, recs: list[dict[str, Any]]) -> HostFit | None:
     return HostFit(coef, terms, len(rows), band)
 
 
+_FITS: dict[tuple[Any, ...], dict[str, HostFit | None]] = {}
+
+
+def _fitted(version: tuple[str, int, int] | None, exclude: str | None,
+            key: str | None) -> dict[str, HostFit | None]:
+    """Both phases' fits to one version of the store without `exclude`, computed once."""
+    cache_key = (version, exclude, key)
+    if cache_key not in _FITS:
+        recs = [r for r in records(key) if r.get("artifact") != exclude]
+        if len(_FITS) > 64:
+            _FITS.clear()
+        _FITS[cache_key] = {test: fit(test, recs) for test in _TERMS}
+    return _FITS[cache_key]
+
+
 def _rescaled(test: str, recs: list[dict[str, Any]], features: dict[str, float]) -> float | None:
     """One bench: the roofline scaled by that bench's measured / roofline ratio."""
     key = f"roofline_{test}"
@@ -142,9 +176,10 @@ def predict(features: dict[str, float], exclude: str | None = None,
     of artifacts other than `exclude` can predict: a fit from two benches on, the roofline
     rescaled by the measured/predicted ratio of one; empty before any."""
     recs = [r for r in records(key) if r.get("artifact") != exclude]
+    fitted = _fitted(_version(), exclude, key)
     out: dict[str, tuple[float, tuple[float, float] | None, int]] = {}
     for test in _TERMS:
-        f = fit(test, recs)
+        f = fitted.get(test)
         if f is None or not all(t in features for t in f.terms):
             if len(recs) == 1 and (one := _rescaled(test, recs, features)) is not None:
                 out[test] = (one, None, 1)
