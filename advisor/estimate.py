@@ -208,13 +208,13 @@ def recalibrated(est: dict[str, Any], exclude: str) -> dict[str, Any] | None:
     """A report's estimate (made for this host) with its latency re-predicted from this host's
     benches of other artifacts: recommend re-predicts each candidate after the ones benched
     before it. None when the benches cannot improve it (too few, or no features recorded)."""
-    feats = est.get("features")
-    if not isinstance(feats, dict):
-        return None
     from advisor.calibration import host
 
-    fitted = host.predict({k: float(v) for k, v in feats.items()}, exclude=exclude)
-    if not fitted:
+    feats = host.numeric(est.get("features"))  # a report is a stranger's file
+    fitted = host.predict(feats, exclude=exclude) if feats else {}
+    if not fitted or not all(isinstance(est.get(k), dict)
+                             and isinstance(est[k].get("value"), (int, float))
+                             for k in ("ttft", "per_token")):
         return None
     out = dict(est)
     for phase, key in (("prefill", "ttft"), ("decode", "per_token")):
@@ -227,9 +227,11 @@ def recalibrated(est: dict[str, Any], exclude: str) -> dict[str, Any] | None:
     rb = ((bands[0][0] + new * bands[1][0], bands[0][1] + new * bands[1][1])
           if all(bands) else None)
     out["request_latency"] = _pred(request, SECONDS, rb).to_dict()  # type: ignore[index]
+    before = est.get("assumptions")
+    kept = [a for a in before if isinstance(a, str)] if isinstance(before, list) else []
     out["assumptions"] = [f"latency re-predicted before this bench from {n} benches of other "
                           "artifacts on this host (advisor.calibration.host)",
-                          *est.get("assumptions", [])]
+                          *kept]
     return out
 
 

@@ -87,16 +87,31 @@ def _read(path: str, mtime_ns: int, size: int, key: str) -> tuple[dict[str, Any]
             continue
         if isinstance(rec, dict) and rec.get("host") == key and isinstance(rec.get("features"),
                                                                             dict):
-            out.append(rec)
+            out.append({**rec, "features": numeric(rec["features"])})
     return tuple(out)
 
 
+def numeric(features: Any) -> dict[str, float]:
+    """The numbers of a features mapping (a report or the store may carry anything else)."""
+    if not isinstance(features, dict):
+        return {}
+    return {str(k): float(v) for k, v in features.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)}
+
+
 def add(artifact_id: str, features: dict[str, float], per_token_s: float, ttft_s: float) -> None:
-    """Remember one bench of this host (one line, appended)."""
-    rec = {"host": host_key(), "artifact": artifact_id, "features": features,
+    """Remember one bench of this host (one line, appended). A store that cannot be written
+    costs the calibration, never the bench: a warning, no error."""
+    rec = {"host": host_key(), "artifact": artifact_id, "features": numeric(features),
            "decode": per_token_s, "prefill": ttft_s}
-    with open(_store(), "a", encoding="utf-8") as f:
-        f.write(json.dumps(rec, sort_keys=True) + "\n")
+    try:
+        with open(_store(), "a", encoding="utf-8") as f:
+            f.write(json.dumps(rec, sort_keys=True) + "\n")
+    except OSError as e:
+        import logging
+
+        logging.getLogger("advisor").warning("this bench is not remembered for later "
+                                             "predictions: %s", e)
 
 
 def _solve(x: np.ndarray, y: np.ndarray) -> np.ndarray:

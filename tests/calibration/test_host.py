@@ -108,3 +108,24 @@ def test_candidates_benched_later_are_predicted_from_the_earlier_ones(
     assert last["per_token"]["value"] == pytest.approx(measured, rel=0.20)
     assert "band" not in last["per_token"]  # two benches: too few for a leave-one-out band
     assert len(host.records()) == 3
+
+
+def test_a_strangers_report_cannot_break_the_re_prediction(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from advisor.estimate import recalibrated
+
+    monkeypatch.setenv("QUANT_ADVISOR_CACHE", str(tmp_path))
+    f = {**_features(30, 135e6, 9e7), "roofline_decode": 0.005, "roofline_prefill": 0.4}
+    host.add("a", f, 0.010, 0.6)
+    good = {"ttft": {"value": 0.4}, "per_token": {"value": 0.005}, "features": f,
+            "assumptions": ["x"]}
+    out = recalibrated(good, exclude="b")
+    assert out is not None and out["per_token"]["value"] == pytest.approx(0.010)
+    assert out["request_latency"]["value"] == pytest.approx(0.6 + 128 * 0.010)
+    for junk in ({**good, "features": {"layers": "30", "decode_bytes": None}},
+                 {**good, "features": "nope"}, {**good, "ttft": "fast"},
+                 {**good, "per_token": {"value": "1"}}, {**good, "assumptions": "abc"}):
+        got = recalibrated(junk, exclude="b")
+        assert got is None or got["assumptions"][1:] == []
+    host.add("c", {"layers": "thirty", "decode_bytes": float("nan")}, 0.01, 0.5)
+    assert all(isinstance(v, float) for r in host.records() for v in r["features"].values())
