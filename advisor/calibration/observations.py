@@ -107,10 +107,7 @@ def rates(device: str, row: dict[str, str], key: str, backend: str) -> tuple[flo
     the peak scaled to the row's GPU core count (Apple bins) and the bandwidth the row states."""
     entry = profiles.load(device)
     bandwidth = float(row.get("bandwidth_GBps") or entry["memory_bandwidth_GBps"]) * 1e9
-    peaks = entry.get("peak_tflops", {})
-    if backend == "CUDA":  # cuBLAS computes FP16 GEMMs in FP16 (GeForce: twice the FP32-acc rate)
-        peaks = {**peaks, **entry.get("peak_tflops_fp16_accumulate", {})}
-    peak = float(peaks.get(key) or peaks["fp16"]) * 1e12
+    peak = prefill_peak(device, entry.get("peak_tflops", {}), key, backend)
     cores, listed = row.get("gpu_cores"), _cores(entry.get("display_name", ""))
     if cores and listed:
         peak *= int(cores) / listed
@@ -118,8 +115,9 @@ def rates(device: str, row: dict[str, str], key: str, backend: str) -> tuple[flo
 
 
 def prefill_peak(device_name: str, peaks: dict[str, float], key: str, backend: str) -> float:
-    """FLOP/s a deployment's prefill is fitted against: `peaks` (TFLOP/s by dtype) at `key`, the
-    FP16-accumulate rate for CUDA where the catalogue lists one for this device (as `rates`)."""
+    """FLOP/s a prefill is fitted against: `peaks` (TFLOP/s by dtype) at `key`, the
+    FP16-accumulate rate for CUDA where the catalogue lists one for this device (cuBLAS computes
+    FP16 GEMMs in FP16: twice the FP32-accumulate rate on GeForce)."""
     entry = profiles.match_device(device_name)
     if backend == "CUDA" and entry is None:  # a catalogue name or alias (a --target)
         try:
