@@ -19,6 +19,9 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q $(TORCH_PIP_ARGS) "torch==2.13.0"
 	$(PY) -m pip install -q -e '.[dev]'
+	# llm-compressor (the gptq backend) pins transformers<=5.17 and compressed-tensors==0.19.0;
+	# it runs on this project's newer pair (backends/hf/llmc.py), so it goes in without its pins
+	$(PY) -m pip install -q --no-deps "llmcompressor==0.14.0.1"
 	touch $(STAMP)
 
 # --force: a rerun replaces the demo's own artifacts (the advisor never replaces one silently)

@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="bench-out")
     ap.add_argument("--md", default="BENCHMARKS.md")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--section", choices=("all", "float-native", "predictions"), default="all")
+    ap.add_argument("--section", choices=("all", "float-native", "predictions", "hf"),
+                    default="all")
     args = ap.parse_args(argv)
     work = Path(args.out).absolute()
     work.mkdir(parents=True, exist_ok=True)
@@ -146,8 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         p["cost"] for p in results["picks"] if "cost" in p))
     save()
     # last: GPTQ and AWQ are the slowest runs of the suite
-    results["hf"] = sections.hf_backends(r, work, heldout, rows_wanted=(("rtn", 4),)
-                                         if args.quick else sections.HF_ROWS)
+    results["hf"] = _hf(r, work, heldout, args.quick)
     save()
     print(f"wrote {md} ({results['wall_s'] / 60:.1f} min)", file=sys.stderr)
     return 0
@@ -177,12 +177,27 @@ def _float_native(r: Runner, work: Path, heldout: Path, quick: bool) -> list[dic
     return sections.preset_vs_pick(r, work, heldout, sections.float_native_models(work))
 
 
+def _hf(r: Runner, work: Path, heldout: Path, quick: bool, w4_only: bool = False
+        ) -> list[dict[str, Any]]:
+    """The HF backends on the embedded model (every scheme; `w4_only`: the 4-bit ones), then
+    the 4-bit ones on its rotated float-native copy (not in --quick)."""
+    if quick:
+        return sections.hf_backends(r, work, heldout, rows_wanted=(("rtn", 4),))
+    rows = sections.hf_backends(r, work, heldout, rows_wanted=sections.HF_W4_ROWS
+                                if w4_only else sections.HF_ROWS)
+    rotated = sections.float_native_models(work)[0]["path"]
+    return rows + sections.hf_backends(r, work, heldout, rows_wanted=sections.HF_W4_ROWS,
+                                       model=rotated, tag="rotated")
+
+
 def _one_section(work: Path, md: Path, quick: bool, section: str) -> int:
     """One section alone, merged into the results of an earlier run at `work` (when there is
     one) and rendered with them; its commands replace the log of that run.
 
     float-native: uses the user's cache (as --quick does), so its recommend times are warm where
     an earlier run left the importance matrix, reference or sensitivity table of these models.
+    hf: the 4-bit HF backends on the embedded model and its rotated float-native copy (the
+    other schemes' rows of an earlier run are replaced).
     predictions: section 3 on the presets it benches, in a cache of its own emptied first, so
     that this host's latency model starts from nothing: the first preset benched is predicted
     by the roofline alone, each later one from the benches before it."""
@@ -190,12 +205,15 @@ def _one_section(work: Path, md: Path, quick: bool, section: str) -> int:
     results: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {
         "date": datetime.date.today().isoformat(), "quick": quick, "stages": []}
     results.update(_versions())
+    results["date"] = datetime.date.today().isoformat()
     r, t0 = Runner(), time.perf_counter()
     if "machine" not in results:
         results["machine"] = sections.machine(r)
     if section == "float-native":
         results["float_native"] = _float_native(r, work, sections.heldout_text(work), quick)
         results["float_native_alone"] = True
+    elif section == "hf":
+        results["hf"] = _hf(r, work, sections.heldout_text(work), quick, w4_only=True)
     else:
         cache = work / "cache-predictions"
         shutil.rmtree(cache, ignore_errors=True)

@@ -88,6 +88,39 @@ def _quality_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def hf_section(results: dict[str, Any]) -> list[str]:
+    """The HF checkpoint backends' table and their quantization cost."""
+    if not results.get("hf"):
+        return []
+    out = ["### HF checkpoint backends", "",
+           "`advisor quantize --backend B --bits N --group-size 128` (the group size "
+           "applies to rtn/gptq/awq; a row that 128 does not divide takes the largest of "
+           "64/32 that does: SmolLM2's 576-wide rows take 64), loaded from the written "
+           "checkpoint with transformers on the CPU (W8A8: the dynamic per-token "
+           "activation quantization applied in the forward pass) and judged against the "
+           "model's own F16 reference and the same text. Sizes are the safetensors files. "
+           "gptq is llm-compressor's GPTQModifier; rtn, awq, fp8 and smoothquant the "
+           "project's own quantizers. The 8-bit GPTQ/AWQ rows are left out: 8-bit RTN is "
+           "already within noise of the reference.", ""]
+    out += _quality_table(results["hf"]) + [""]
+    out += hf_cost_table(results["hf"]) + [""]
+    return out
+
+
+def hf_cost_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Quantization wall time of each HF row, and its mean KL against RTN's at the same width
+    on the same windows (95% paired-bootstrap interval)."""
+    lines = ["| candidate | quantize wall | mean KL / RTN's (95% CI) |", "| --- | ---: | ---: |"]
+    for r in rows:
+        if "quantize_s" not in r:
+            continue
+        v = r.get("vs_rtn")
+        ratio = f"{v['ratio']:.2f}x ({v['ratio_ci95'][0]:.2f}-{v['ratio_ci95'][1]:.2f})" \
+            if v else "—"
+        lines.append(f"| {r['label']} | {r['quantize_s']:.0f} s | {ratio} |")
+    return lines
+
+
 def _ci(q: dict[str, Any]) -> str:
     ci = q.get("mean_kl_ci95")
     return f"{_kl(q['mean_kl'])} ({_kl(ci[0])}-{_kl(ci[1])})" if ci else _kl(q["mean_kl"])
@@ -214,7 +247,8 @@ def markdown(results: dict[str, Any], plot_rel: str | None) -> str:
         *headline(results),
     ]
     if not results.get("quality"):
-        return "\n".join(out + prediction_section(results) + _tail(results))
+        return "\n".join(out + hf_section(results) + prediction_section(results)
+                         + _tail(results))
     out += [
         "### The embedded model, every preset (already-quantized source)",
         "",
@@ -252,16 +286,7 @@ def markdown(results: dict[str, Any], plot_rel: str | None) -> str:
                 f"{_pct(p['top1_agreement'])} | {_ratio(p, plain)} | {_ratio(p, imat)} | "
                 f"{p['recommend_s']:.0f} s{' (cold)' if p.get('cold') else ''} |")
         out.append("")
-    if results.get("hf"):
-        out += ["### HF checkpoint backends", "",
-                "`advisor quantize --backend B --bits N --group-size 128` (the group size "
-                "applies to rtn/gptq/awq; 576-wide rows fall back to one scale per channel), "
-                "loaded from the written checkpoint with transformers on the CPU (W8A8: the "
-                "dynamic per-token activation quantization applied in the forward pass) and "
-                "judged against the same F16 reference and text. Sizes are the safetensors "
-                "files. The 8-bit GPTQ/AWQ rows are left out: 8-bit RTN is already within "
-                "noise of the reference.", ""]
-        out += _quality_table(results["hf"]) + [""]
+    out += hf_section(results)
     cost = results.get("cost")
     if cost:
         settings = cost.get("settings") or []

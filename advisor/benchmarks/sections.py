@@ -34,6 +34,8 @@ COST_SETTINGS = ("--no-imatrix", "--candidates", "1", "--presets", "1", "--eval-
 # GPTQ and AWQ (4 bits, where they matter: 8-bit RTN is within noise of float) are judged by
 HF_ROWS = (("rtn", 4), ("rtn", 8), ("gptq", 4), ("awq", 4), ("nf4", 4), ("fp8", 8),
            ("smoothquant", 8))
+# `make bench SECTION=hf`: the 4-bit rows, on the embedded model and its rotated float-native copy
+HF_W4_ROWS = (("rtn", 4), ("gptq", 4), ("awq", 4), ("nf4", 4))
 STAGES = ("inspect", "targets", "plan space", "sensitivity", "search", "realize", "measure",
           "pick", "emit")
 
@@ -237,29 +239,39 @@ def _cost_row(name: str, model: str, n_params: int, max_size: int, ran: Ran,
 
 
 def hf_backends(r: Runner, work: Path, heldout: Path,
-                rows_wanted: tuple[tuple[str, int], ...] = HF_ROWS) -> list[dict[str, Any]]:
-    """The HF checkpoint backends (group size 128 for the int schemes), where registered."""
+                rows_wanted: tuple[tuple[str, int], ...] = HF_ROWS, model: str = MODEL,
+                tag: str = "") -> list[dict[str, Any]]:
+    """The HF checkpoint backends (group size 128 for the int schemes, per tensor the largest
+    of 128/64/32 that divides its rows), where registered, on `model` (`tag` names it in the
+    labels); each int row against RTN at its width on the same windows (paired bootstrap)."""
+    from advisor.measure.quality.metrics import paired_comparison
     from backends import names
 
     rows: list[dict[str, Any]] = []
     for backend, bits in rows_wanted:
+        label = f"{backend} w{bits}" + (" g128" if backend in ("rtn", "gptq", "awq") else "") \
+            + (f" ({tag})" if tag else "")
         if backend not in names():
-            rows.append({"label": backend, "kind": "hf", "missing": "backend not registered"})
+            rows.append({"label": label, "kind": "hf", "missing": "backend not registered"})
             continue
-        d = work / "hf" / f"{backend}-w{bits}"
-        label = f"{backend} w{bits}" + (" g128" if backend in ("rtn", "gptq", "awq") else "")
+        d = work / "hf" / f"{backend}-w{bits}{'-' + tag if tag else ''}"
         try:
-            ran = r.advisor("quantize", "--model", MODEL, "--backend", backend, "--bits",
-                            str(bits), "--group-size", "128", "--out", d, "--json")
+            ran = r.advisor("quantize", "--model", model, "--backend", backend, "--bits",
+                            str(bits), "--group-size", "128", "--out", d, "--force", "--json")
             rep = ran.json()
-            rows.append({"label": label, "kind": "hf", "dir": str(d),
-                         "size": rep["size"]["value"],
-                         "bpw": rep.get("estimate", {}).get("bits_per_weight"),
-                         "quantize_s": round(ran.seconds, 1),
-                         **evaluate(r, d, heldout)})
+            row = {"label": label, "kind": "hf", "dir": str(d), "model": model,
+                   "backend": backend, "bits": bits, "size": rep["size"]["value"],
+                   "bpw": rep.get("estimate", {}).get("bits_per_weight"),
+                   "quantize_s": round(ran.seconds, 1), **evaluate(r, d, heldout, model=model)}
         except RuntimeError as e:
             rows.append({"label": label, "kind": "hf",
                          "missing": str(e).splitlines()[-1][:300]})
+            continue
+        rtn = next((x for x in rows if x.get("backend") == "rtn" and x.get("bits") == bits
+                    and x.get("kl_windows")), None)
+        if backend != "rtn" and rtn and row.get("kl_windows"):
+            row["vs_rtn"] = paired_comparison(row["kl_windows"], rtn["kl_windows"])
+        rows.append(row)
     return rows
 
 

@@ -15,7 +15,8 @@
 - F16 / BF16 / F32: unquantized.
 
 A 3-D shape (experts, out, in) is that many separate matrices, as the libraries quantize them.
-A row that no group divides gets ceil(in / group_size) groups (the last one partial).
+A row that the planned group size does not divide is written with the largest smaller group
+size that does (`group_for`), as the HF backends write it.
 """
 
 from __future__ import annotations
@@ -83,15 +84,26 @@ def _matrices(scheme: str, shape: Sequence[int]) -> tuple[int, int, int]:
     return math.prod(dims[:-2]), dims[-2], dims[-1]
 
 
+def group_for(cols: int, group_size: int) -> int:
+    """The group size a row of `cols` inputs is written with: the planned one when it divides
+    the row, else the largest of GROUP_SIZES below it that does (576-wide rows at 128 take 64),
+    else -1, one scale per output channel. vLLM's grouped kernels need whole groups."""
+    if group_size == -1 or cols % group_size == 0:
+        return group_size
+    for g in sorted(GROUP_SIZES, reverse=True):
+        if 0 < g < group_size and cols % g == 0:
+            return g
+    return -1
+
+
 def _n_groups(scheme: str, cols: int, group_size: int) -> int:
-    if group_size == -1:
-        return 1
-    if group_size <= 0:
+    if group_size != -1 and group_size <= 0:
         raise BadInput(
             f"{scheme} group size {group_size} is not valid",
             f"use one of {', '.join(map(str, GROUP_SIZES))} (-1 = per output channel)",
         )
-    return math.ceil(cols / group_size)
+    g = group_for(cols, group_size)
+    return 1 if g == -1 else cols // g
 
 
 def hf_tensor_bytes(

@@ -4,6 +4,7 @@ package; this face re-exports only what needs no torch, so `import backends.hf` 
     base.py     `HfQuantBackend` (the lifecycle: plan, stream layers, write) and `HfIntBackend`
     stream.py   one decoder layer of float weights at a time, with its captured inputs
     writer.py   compressed-tensors checkpoints (packing, quantization_config)
+    llmc.py     llm-compressor's oneshot as a backend's quantizer (gptq): plan -> config_groups
     source.py   the float HF source of a GGUF model (dequantized once, cached)
     runner.py   a written checkpoint loaded with transformers, for measurement
     serve.py    vLLM's serve.sh, the transformers snippet, and which targets serve a scheme

@@ -29,6 +29,7 @@ from advisor.formats.schemes import (
     FLOAT_FORMATS,
     GROUPED_SCHEMES,
     WEIGHT_BITS,
+    group_for,
 )
 from advisor.hardware import HardwareProfile
 from advisor.inspect.untrusted import refuse_custom_code
@@ -103,9 +104,8 @@ def plan_job(spec: ModelSpec, plan: QuantPlan, formats: tuple[str, ...] = tuple(
             raise BadInput(f"{t.canonical} is planned as {fmt}; backend {plan.backend} does not "
                            "write it", f"use one of {', '.join([*formats, *FLOAT_FORMATS])}")
         elif fmt in INT_BITS:
-            g = group
-            if g != -1 and t.shape[-1] % g:
-                g = -1  # vLLM's grouped kernels need whole groups: per channel instead
+            g = group_for(int(t.shape[-1]), group)  # vLLM's grouped kernels need whole groups
+            if g != group:
                 fallbacks[t.canonical] = g
             s = IntSpec(INT_BITS[fmt], g, sym)
         elif fmt == "W8A8-INT8":
@@ -274,7 +274,6 @@ class HfQuantBackend(Generic[S]):
     def quantize(self, spec: ModelSpec, plan: QuantPlan, out_dir: Path,
                  options: QuantizeOptions) -> QuantPlan:
         from backends.hf.source import float_source
-        from backends.hf.writer import CheckpointWriter
 
         if plan.backend != self.name:
             raise BadInput(f"plan {plan.label or plan.digest()} is for backend {plan.backend!r}",
@@ -284,15 +283,7 @@ class HfQuantBackend(Generic[S]):
         src = float_source(spec)
         tokens = calibration_windows(src, options) if self.needs_calibration else None
         torch.manual_seed(options.seed)
-        writer = CheckpointWriter(Path(out_dir), spec.n_layers + 1)
-
-        def per_layer(i: int, layer: torch.nn.Module,
-                      acts: Activations) -> dict[str, QuantizedLinear]:
-            return self.quantize_layer(i, layer, acts, self._specs(job.layers[i]), options)
-
-        seconds, memory = write_streamed(src, tokens, per_layer, writer, options,
-                                         propagate=self.propagate_quantized, name=self.name)
-        qcfg = writer.finish(src, job.float_linears())
+        seconds, memory, qcfg = self.write(src, job, tokens, Path(out_dir), options)
         opts: dict[str, Any] = {
             **plan.options,
             **self.written_options(plan, job, options),
@@ -304,6 +295,23 @@ class HfQuantBackend(Generic[S]):
             opts["calibration"] = {"windows": int(tokens.shape[0]),
                                    "tokens_per_window": int(tokens.shape[1])}
         return QuantPlan(self.name, dict(plan.tensor_formats), options=opts, label=plan.label)
+
+    def write(self, src: Path, job: IntJob, tokens: torch.Tensor | None, out_dir: Path,
+              options: QuantizeOptions) -> tuple[float, dict[str, Any], dict[str, Any]]:
+        """Write the checkpoint of `job` into `out_dir`: (seconds, peak memory, the
+        quantization_config written). Here the project's layer-streamed loop with
+        `quantize_layer`; a backend built on a library replaces it."""
+        from backends.hf.writer import CheckpointWriter
+
+        writer = CheckpointWriter(out_dir, len(job.layers) + 1)
+
+        def per_layer(i: int, layer: torch.nn.Module,
+                      acts: Activations) -> dict[str, QuantizedLinear]:
+            return self.quantize_layer(i, layer, acts, self._specs(job.layers[i]), options)
+
+        seconds, memory = write_streamed(src, tokens, per_layer, writer, options,
+                                         propagate=self.propagate_quantized, name=self.name)
+        return seconds, memory, writer.finish(src, job.float_linears())
 
     def load(self, artifact_dir: Path, n_ctx: int = 2048, threads: int = 0) -> Runner:
         from backends.hf.runner import HfRunner

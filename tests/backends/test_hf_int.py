@@ -104,8 +104,8 @@ def _quantized(spec: ModelSpec, backend: str, tmp_path: Path) -> Path:
 
 
 def test_mixed_plan_and_group_fallback(tiny: tuple, tmp_path: Path) -> None:
-    """Layer 0 at W8A16, layer 1 in float; a group that does not divide a row falls back to one
-    scale per channel and the plan says so."""
+    """Layer 0 at W8A16, layer 1 in float; a group that does not divide a row falls back to the
+    largest group size that does and the plan says so."""
     model_dir, spec, model = tiny
     fmts = {}
     for t in spec.tensors:
@@ -113,12 +113,13 @@ def test_mixed_plan_and_group_fallback(tiny: tuple, tmp_path: Path) -> None:
         fmts[t.canonical] = ("W8A16" if t.layer == 0 else "F16") if linear else "F16"
     plan = QuantPlan("rtn", fmts, options={"group_size": 256}, label="mixed")
     written = get_backend("rtn").quantize(spec, plan, tmp_path / "mixed", CALIB)
-    # hidden 128: every linear but the down projection (in 256) falls back to per channel
-    assert written.options["fallbacks"] == {"blk.0.attn_q.weight": -1, "blk.0.attn_k.weight": -1,
-                                            "blk.0.attn_v.weight": -1,
-                                            "blk.0.attn_output.weight": -1,
-                                            "blk.0.ffn_gate.weight": -1,
-                                            "blk.0.ffn_up.weight": -1}
+    # hidden 128: every linear but the down projection (in 256) is written in groups of 128
+    assert written.options["fallbacks"] == {"blk.0.attn_q.weight": 128,
+                                            "blk.0.attn_k.weight": 128,
+                                            "blk.0.attn_v.weight": 128,
+                                            "blk.0.attn_output.weight": 128,
+                                            "blk.0.ffn_gate.weight": 128,
+                                            "blk.0.ffn_up.weight": 128}
     cfg = json.loads((tmp_path / "mixed" / "config.json").read_text())["quantization_config"]
     assert len(cfg["config_groups"]) == 2
     assert "model.layers.1.self_attn.q_proj" in cfg["ignore"]
@@ -131,6 +132,66 @@ def test_mixed_plan_and_group_fallback(tiny: tuple, tmp_path: Path) -> None:
     torch.testing.assert_close(loaded[w0].detach(),
                                fake_quantize(src[w0].detach(), IntSpec(8, 256)),
                                rtol=0, atol=0)
+
+
+def test_gptq_mixed_plan_ties_fused_groups_and_parses_in_compressed_tensors(
+        tiny: tuple, tmp_path: Path) -> None:
+    """A mixed plan through llm-compressor's GPTQ: layer 0 at W8A16, layer 1's attention at
+    W4A16 and its MLP in float. Each fused group (q/k/v, gate/up) lands in one config group,
+    the float linears are ignored, compressed-tensors' own loader parses the config, and plain
+    transformers loads the checkpoint."""
+    from compressed_tensors.compressors import ModelCompressor
+    from transformers.utils.quantization_config import CompressedTensorsConfig
+
+    model_dir, spec, _ = tiny
+    fmts = {}
+    for t in spec.tensors:
+        if not t.role.value.startswith(("attn_", "mlp_")):
+            fmts[t.canonical] = "F16"
+        elif t.layer == 0:
+            fmts[t.canonical] = "W8A16"
+        else:
+            fmts[t.canonical] = "W4A16" if t.role.value.startswith("attn_") else "F16"
+    out = tmp_path / "mixed-gptq"
+    written = get_backend("gptq").quantize(spec, QuantPlan("gptq", fmts, {"group_size": 64}),
+                                           out, CALIB)
+    assert written.options["quantizer"].startswith("llm-compressor")
+    cfg = json.loads((out / "config.json").read_text())["quantization_config"]
+    group_of = {}
+    for name, g in cfg["config_groups"].items():
+        for target in g["targets"]:
+            group_of[target.removeprefix("re:^").removesuffix("$").replace("\\", "")] = name
+    bits = {name: g["weights"]["num_bits"] for name, g in cfg["config_groups"].items()}
+    for fused in (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj")):
+        part = "self_attn" if fused[0] == "q_proj" else "mlp"
+        assert len({group_of[f"model.layers.0.{part}.{m}"] for m in fused}) == 1
+    assert bits[group_of["model.layers.0.self_attn.q_proj"]] == 8
+    assert bits[group_of["model.layers.1.self_attn.v_proj"]] == 4
+    assert {"model.layers.1.mlp.gate_proj", "model.layers.1.mlp.up_proj",
+            "model.layers.1.mlp.down_proj"} <= set(cfg["ignore"])
+    # what transformers' loader does: its CompressedTensorsConfig, then compressed-tensors'
+    # ModelCompressor (from_pretrained is gone from compressed-tensors 0.19 on)
+    parsed = ModelCompressor.from_compression_config(CompressedTensorsConfig.from_dict(cfg))
+    assert parsed is not None and parsed.quantization_config is not None
+    assert len(parsed.quantization_config.config_groups) == len(cfg["config_groups"])
+    loaded = _load(out)
+    assert isinstance(loaded.model.layers[1].mlp.up_proj.weight, torch.nn.Parameter)
+
+
+def test_gptq_cli_json_is_the_only_stdout(tiny: tuple, tmp_path: Path) -> None:
+    """llm-compressor logs to stdout from its import on; `--json` must still print JSON only."""
+    import subprocess
+    import sys
+
+    model_dir, _, _ = tiny
+    r = subprocess.run([sys.executable, "-m", "advisor.cli", "quantize", "--model",
+                        str(model_dir), "--backend", "gptq", "--bits", "4", "--group-size", "64",
+                        "--out", str(tmp_path / "g"), "--json"], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rep = json.loads(r.stdout)
+    assert rep["backend"] == "gptq"
+    assert rep["plan"]["options"]["quantizer"].startswith("llm-compressor")
 
 
 def test_fused_layers_share_one_precision(tiny: tuple) -> None:

@@ -43,3 +43,23 @@ def test_growth_exponent_recovers_a_power_law() -> None:
     sizes = [1e8, 2e8, 4e8]
     assert sections._fit(sizes, [3.0 * s ** 1.5 for s in sizes]) == pytest.approx(1.5)
     assert sections._fit([1e8], [1.0]) is None
+
+
+def test_hf_rows_are_judged_against_rtn_on_the_same_windows() -> None:
+    """The HF table's second part: quantize time and KL / RTN's with its paired interval,
+    from the per-window KLs of the two rows (a row without RTN at its width gets none)."""
+    from advisor.benchmarks import page
+    from advisor.measure.quality.metrics import paired_comparison
+
+    rtn = {"label": "rtn w4 g128", "backend": "rtn", "bits": 4, "quantize_s": 7.0,
+           "kl_windows": [0.4, 0.5, 0.6, 0.5]}
+    gptq = {"label": "gptq w4 g128", "backend": "gptq", "bits": 4, "quantize_s": 65.2,
+            "kl_windows": [0.2, 0.3, 0.3, 0.2]}
+    gptq["vs_rtn"] = paired_comparison(gptq["kl_windows"], rtn["kl_windows"])
+    lines = page.hf_cost_table([rtn, gptq, {"label": "fp8 w8", "missing": "not here"}])
+    assert lines[2] == "| rtn w4 g128 | 7 s | — |"
+    lo, hi = gptq["vs_rtn"]["ratio_ci95"]
+    assert lines[3] == f"| gptq w4 g128 | 65 s | 0.50x ({lo:.2f}-{hi:.2f}) |"
+    assert lo < 0.5 < hi and len(lines) == 4
+    assert page.hf_section({}) == [] and "### HF checkpoint backends" in page.hf_section(
+        {"hf": [rtn | {"size": 1, "imatrix": False}]})

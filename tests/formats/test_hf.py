@@ -35,9 +35,19 @@ def test_w8a16_group32() -> None:
     assert formats.tensor_bytes("W8A16", shape, group_size=32, symmetric=False) == 117_520 + zp
 
 
-def test_w4a16_ragged_row_is_padded_and_groups_round_up() -> None:
-    # 100 columns: ceil(100/8) = 13 words a row; one (partial) group of 128
+def test_w4a16_ragged_row_is_padded_and_takes_one_scale_a_row() -> None:
+    # 100 columns: ceil(100/8) = 13 words a row; no group of 128/64/32 divides 100: per channel
     assert formats.tensor_bytes("W4A16", (10, 100), group_size=128) == 10 * 13 * 4 + 10 * 2 + 16
+
+
+def test_a_row_takes_the_largest_group_that_divides_it() -> None:
+    from advisor.formats.schemes import group_for
+
+    assert [group_for(576, g) for g in (128, 64, 32, -1)] == [64, 64, 32, -1]
+    assert group_for(1536, 128) == 128 and group_for(96, 128) == 32 and group_for(100, 64) == -1
+    # SmolLM2's q projection (576 in) at the default 128: 9 groups of 64 a row, not 5 of 128
+    assert formats.tensor_bytes("W4A16", (576, 576), group_size=128) == \
+        formats.tensor_bytes("W4A16", (576, 576), group_size=64) == 576 * 72 * 4 + 576 * 9 * 2 + 16
 
 
 def test_w4a16_group_sizes_order_by_bytes() -> None:
