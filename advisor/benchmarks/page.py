@@ -99,8 +99,9 @@ def hf_section(results: dict[str, Any]) -> list[str]:
            "checkpoint with transformers on the CPU (W8A8: the dynamic per-token "
            "activation quantization applied in the forward pass) and judged against the "
            "model's own F16 reference and the same text. Sizes are the safetensors files. "
-           "gptq is llm-compressor's GPTQModifier; rtn, awq, fp8 and smoothquant the "
-           "project's own quantizers. The 8-bit GPTQ/AWQ rows are left out: 8-bit RTN is "
+           "gptq is llm-compressor's GPTQModifier, autoround Intel's AutoRound (its light "
+           "recipe: 50 iterations); rtn, awq, fp8 and smoothquant the project's own "
+           "quantizers. The 8-bit GPTQ/AWQ rows are left out: 8-bit RTN is "
            "already within noise of the reference.", ""]
     out += _quality_table(results["hf"]) + [""]
     out += hf_cost_table(results["hf"]) + [""]

@@ -32,10 +32,11 @@ COST_SETTINGS = ("--no-imatrix", "--candidates", "1", "--presets", "1", "--eval-
                  "--bench-requests", "1")
 # (backend, bits) of the HF rows: every scheme once; rtn at both widths as the baseline that
 # GPTQ and AWQ (4 bits, where they matter: 8-bit RTN is within noise of float) are judged by
-HF_ROWS = (("rtn", 4), ("rtn", 8), ("gptq", 4), ("awq", 4), ("nf4", 4), ("fp8", 8),
-           ("smoothquant", 8))
+HF_ROWS = (("rtn", 4), ("rtn", 8), ("gptq", 4), ("awq", 4), ("autoround", 4), ("nf4", 4),
+           ("fp8", 8), ("smoothquant", 8))
+INT_WRITERS = ("rtn", "gptq", "awq", "autoround")
 # `make bench SECTION=hf`: the 4-bit rows, on the embedded model and its rotated float-native copy
-HF_W4_ROWS = (("rtn", 4), ("gptq", 4), ("awq", 4), ("nf4", 4))
+HF_W4_ROWS = (("rtn", 4), ("gptq", 4), ("awq", 4), ("autoround", 4), ("nf4", 4))
 STAGES = ("inspect", "targets", "plan space", "sensitivity", "search", "realize", "measure",
           "pick", "emit")
 
@@ -249,7 +250,7 @@ def hf_backends(r: Runner, work: Path, heldout: Path,
 
     rows: list[dict[str, Any]] = []
     for backend, bits in rows_wanted:
-        label = f"{backend} w{bits}" + (" g128" if backend in ("rtn", "gptq", "awq") else "") \
+        label = f"{backend} w{bits}" + (" g128" if backend in INT_WRITERS else "") \
             + (f" ({tag})" if tag else "")
         if backend not in names():
             rows.append({"label": label, "kind": "hf", "missing": "backend not registered"})

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -283,6 +283,8 @@ class HfQuantBackend(Generic[S]):
         src = float_source(spec)
         tokens = calibration_windows(src, options) if self.needs_calibration else None
         torch.manual_seed(options.seed)
+        # the plan's options (a --plan file's `damp`, `iters`, ...) reach the quantizer
+        options = replace(options, extra={**plan.options, **options.extra})
         seconds, memory, qcfg = self.write(src, job, tokens, Path(out_dir), options)
         opts: dict[str, Any] = {
             **plan.options,

@@ -86,7 +86,7 @@ def test_rtn_checkpoint_is_the_kernels_integers(tiny: tuple, tmp_path: Path) -> 
             torch.testing.assert_close(p.detach(), ref.half().float(), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("backend", ["gptq", "awq"])
+@pytest.mark.parametrize("backend", ["gptq", "awq", "autoround"])
 def test_calibrated_backends_beat_rtn_on_calibration_text(backend: str, tiny: tuple,
                                                           tmp_path: Path) -> None:
     model_dir, spec, model = tiny

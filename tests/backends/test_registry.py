@@ -19,8 +19,8 @@ from backends import registry
 def test_scheme_tables_are_derived_from_the_declarations() -> None:
     assert registry.writers("W4A16")[:3] == ("rtn", "gptq", "awq")
     assert registry.default_writer("W4A16") == "rtn"
-    assert registry.auto_writer("W4A16") == "awq"  # declared auto= with its measured reason
-    assert auto_writers() == {"W4A16": "awq", "W8A16": "rtn", "W8A8-INT8": "smoothquant",
+    assert registry.auto_writer("W4A16") == "gptq"  # declared auto= with its measured reason
+    assert auto_writers() == {"W4A16": "gptq", "W8A16": "rtn", "W8A8-INT8": "smoothquant",
                               "W8A8-FP8": "fp8", "NF4": "nf4"}
     assert registry.bits_scheme("fp8", 8) == "W8A8-FP8"
     assert registry.bits_scheme("gptq", 4) == "W4A16" and registry.bits_scheme("nf4", 8) is None
