@@ -94,7 +94,7 @@ def hf_section(results: dict[str, Any]) -> list[str]:
         return []
     out = ["### HF checkpoint backends", "",
            "`advisor quantize --backend B --bits N --group-size 128` (the group size "
-           "applies to rtn/gptq/awq; a row that 128 does not divide takes the largest of "
+           "applies to rtn/gptq/awq/autoround; a row that 128 does not divide takes the largest of "
            "64/32 that does: SmolLM2's 576-wide rows take 64), loaded from the written "
            "checkpoint with transformers on the CPU (W8A8: the dynamic per-token "
            "activation quantization applied in the forward pass) and judged against the "

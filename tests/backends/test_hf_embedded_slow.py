@@ -1,6 +1,6 @@
 """The issue's done-when figures on the embedded model, judged on the written checkpoints loaded by
 plain transformers on the CPU against the F16 reference the GGUF candidates are measured with:
-GPTQ and AWQ at 4 bits, group size 128, reach at most 0.85x RTN's mean KL; a checkpoint reloaded
+GPTQ and AWQ at 4 bits, group size 128, reach at most 0.7x RTN's mean KL; a checkpoint reloaded
 in a fresh process reproduces the pipeline's KL within 5%; the unquantized float copy sits on
 the reference (the floor)."""
 
@@ -19,11 +19,11 @@ from advisor.space.named import plan_for_format
 from backends import get_backend
 from backends.base import QuantizeOptions
 
-# GPTQ and AWQ on the whole embedded model take minutes on 2 cores (idle: GPTQ 154 s, AWQ 205 s;
-# a shared machine: 13 and 45 min), beyond `make test`'s budget; these run with
-# QUANT_ADVISOR_LONG_TESTS=1. `make bench` measures the same on held-out text (BENCHMARKS.md:
-# GPTQ 0.84x, AWQ 0.67x RTN's KL); the fresh-process check runs in `make test` for rtn and fp8
-# (test_hf_reload.py).
+# GPTQ and AWQ on the whole embedded model take minutes on 2 cores (idle, 2026-12-07: GPTQ
+# (llm-compressor) 65 s, AWQ 104 s; a shared machine: many times that), beyond `make test`'s
+# budget; these run with QUANT_ADVISOR_LONG_TESTS=1. `make bench SECTION=hf` measures the same on
+# held-out text (BENCHMARKS.md: GPTQ 0.54x, AWQ 0.54x RTN's KL); the fresh-process check runs
+# in `make test` for rtn and fp8 (test_hf_reload.py).
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     os.environ.get("QUANT_ADVISOR_LONG_TESTS") != "1",
     reason="GPTQ/AWQ on the embedded model take tens of minutes; set QUANT_ADVISOR_LONG_TESTS=1")]
@@ -64,8 +64,8 @@ def _kl(artifact: Path, backend: str, ref: object) -> float:
 
 def test_gptq_and_awq_beat_rtn(written: dict[str, Path], reference: object) -> None:
     kl = {name: _kl(d, name, reference) for name, d in written.items()}
-    assert kl["gptq"] <= 0.85 * kl["rtn"], kl
-    assert kl["awq"] <= 0.85 * kl["rtn"], kl
+    assert kl["gptq"] <= 0.7 * kl["rtn"], kl
+    assert kl["awq"] <= 0.7 * kl["rtn"], kl
 
 
 def test_fresh_process_reproduces_kl(written: dict[str, Path], reference: object) -> None:
