@@ -7,9 +7,9 @@ The plan's per-module formats become AutoRound's `layer_config` (bits, group siz
 16 bits for a linear left in float). Calibration: the project's own token windows, passed as
 tensors (AutoRound's default dataset would be downloaded).
 
-Plan options: `iters` (default 50 with learning rate 5e-3: AutoRound's "light" recipe; its
-default is 200, about 35 minutes for a 135M model on this project's 2-core CPU machine, where
-20 iterations took 223 s), `lr` (default 5e-3), `batch_size` (default 8).
+Plan options: `iters` (default 50 with learning rate 5e-3: AutoRound's "light" recipe, whose
+50 iterations took 694-745 s for a 135M model on this project's 2-core CPU machine; AutoRound's
+own default is 200), `lr` (default 5e-3), `batch_size` (default 8).
 
 AutoRound stores the tensors it leaves unquantized in bfloat16; they are rewritten in float16 as
 the project's other checkpoints (the float source is float16: no value changes) and config.json

@@ -2,10 +2,10 @@
 vLLM's maintainers keep (backends.hf.llmc runs it): sequential per decoder layer, each layer
 calibrated on the outputs of the quantized layers before it, saved as compressed-tensors.
 
-The project's own GPTQ (kernels/gptq.py) is gone: on the rotated float-native SmolLM2 at W4A16
-with per-tensor group sizes, llm-compressor's GPTQ measured 0.21x RTN's held-out KL (0.163 vs
-0.786 nats, 6 windows of 512 tokens; 8 calibration windows, 45 s on 2 cores), where the
-hand-written one reached 0.86x.
+The project's own GPTQ (kernels/gptq.py) is gone: at W4A16 with per-tensor group sizes,
+llm-compressor's GPTQ measured 0.20x RTN's held-out KL on the rotated float-native SmolLM2 and
+0.54x on the embedded model (`make bench SECTION=hf`, 2026-12-07), where the hand-written one had
+measured 0.86x on the embedded model (2026-11-23, per-channel scales on its 576-wide rows).
 
 Plan options: `damp` (llm-compressor's dampening_frac, default 0.01), `block_size` (default
 128), `actorder` ("static" by default: columns in activation order inside static groups, so the
