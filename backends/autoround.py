@@ -27,7 +27,6 @@ from typing import Any
 
 import torch
 
-from advisor.figures import BYTES, Figure, Origin
 from backends.base import QuantizeOptions, Support
 from backends.hf import llmc
 from backends.hf.base import HfIntBackend, IntJob
@@ -100,7 +99,7 @@ class AutoRoundBackend(HfIntBackend):
 
         from backends.hf import resolve_device, torch_threads
         from backends.hf.stream import track_peak_rss
-        from backends.hf.writer import _TOKENIZER_FILES
+        from backends.hf.writer import copy_tokenizer_files
 
         os.environ.setdefault("AR_LOG_LEVEL", "WARNING")  # its INFO lines bury the progress
         from auto_round import AutoRound
@@ -125,12 +124,10 @@ class AutoRoundBackend(HfIntBackend):
             for f in written.iterdir():
                 shutil.move(str(f), str(out_dir / f.name))
         _to_float16(out_dir)
-        for f in _TOKENIZER_FILES:
-            if (src / f).is_file() and not (out_dir / f).exists():
-                shutil.copy2(src / f, out_dir / f)
+        copy_tokenizer_files(src, out_dir, keep=True)
         seconds = time.perf_counter() - t0
-        peak = Figure(mem.peak, BYTES, Origin.MEASURED, "peak RSS while AutoRound ran").to_dict()
-        return seconds, {**peak, "added": mem.added}, llmc.written_config(out_dir)
+        return (seconds, mem.figure("peak RSS while AutoRound ran"),
+                llmc.written_config(out_dir))
 
     def written_options(self, plan: Any, job: IntJob, options: QuantizeOptions) -> dict[str, Any]:
         import auto_round

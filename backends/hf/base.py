@@ -23,7 +23,6 @@ import torch
 
 from advisor.artifact.serving import Serving
 from advisor.errors import BadInput
-from advisor.figures import BYTES, Figure, Origin
 from advisor.formats.schemes import (
     DEFAULT_GROUP_SIZE,
     FLOAT_FORMATS,
@@ -210,10 +209,7 @@ def write_streamed(src: Path, tokens: torch.Tensor | None,
     seconds = time.perf_counter() - t0
     log.info("%s wrote its checkpoint in %.1f s (peak RSS +%.0f MiB)", name, seconds,
              mem.added / 2**20)
-    # measured: resident memory sampled while the layers streamed (`added`: above the start)
-    peak = Figure(mem.peak, BYTES, Origin.MEASURED,
-                  "peak RSS while the layers streamed").to_dict()
-    return seconds, {**peak, "added": mem.added}
+    return seconds, mem.figure("peak RSS while the layers streamed")
 
 
 class HfQuantBackend(Generic[S]):

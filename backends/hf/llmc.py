@@ -8,12 +8,9 @@ this project runs it beside transformers 5.24 and compressed-tensors 0.20.1, ins
 `pip install --no-deps` (the Makefile does; pyproject cannot declare it without pip refusing
 the set). Its imports and the backends' tests pass there; `available()` says how to install it.
 
-Two adaptations, both for CPU-only torch (this project's CI has no GPU):
-- AWQ pins its cached activations (`IntermediatesCache.pin_memory`) for faster host-to-device
-  copies, which raises "Cannot access accelerator device" without one; with no accelerator the
-  pinning is skipped (there is no device copy to speed up).
-- The model is calibrated in float32 (float16 matmuls are slow or missing on CPU) and cast to
-  float16 before it is saved, as the project's other HF checkpoints are stored.
+On CPU-only torch (this project's CI has no GPU) the model is calibrated in float32 (float16
+matmuls are slow or missing on CPU) and cast to float16 before it is saved, as the project's
+other HF checkpoints are stored.
 
 Memory: `oneshot` holds the whole float32 model in memory on CPU (the sequential pipeline
 onloads one layer at a time only onto an accelerator), so on a CPU host this path is for models
@@ -25,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +29,6 @@ from typing import Any
 
 import torch
 
-from advisor.figures import BYTES, Figure, Origin
 from backends.base import QuantizeOptions, Support
 from backends.hf.writer import CHECKPOINT_DTYPE
 from kernels.affine import IntSpec
@@ -95,14 +90,6 @@ def config_groups(layers: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], l
     return groups, ["lm_head", *floats]
 
 
-def _skip_pinning_without_accelerator() -> None:
-    from llmcompressor.pipelines.cache import IntermediatesCache
-
-    if not torch.cuda.is_available() and not getattr(IntermediatesCache, "_advisor_cpu", False):
-        IntermediatesCache.pin_memory = lambda self, *a, **k: None  # type: ignore[method-assign]
-        IntermediatesCache._advisor_cpu = True  # type: ignore[attr-defined]
-
-
 def dataset(tokens: torch.Tensor) -> Any:
     """The calibration windows [n, seq] as the `datasets.Dataset` oneshot tokenizes no further."""
     from datasets import Dataset
@@ -124,9 +111,8 @@ def run(src: Path, out_dir: Path, recipe: Callable[[dict[str, Any], list[str]], 
 
     from backends.hf import torch_threads
     from backends.hf.stream import track_peak_rss
-    from backends.hf.writer import _TOKENIZER_FILES
+    from backends.hf.writer import copy_tokenizer_files
 
-    _skip_pinning_without_accelerator()
     groups, ignore = config_groups(layers)
     t0 = time.perf_counter()
     with torch_threads(options.threads), track_peak_rss() as mem:
@@ -142,13 +128,10 @@ def run(src: Path, out_dir: Path, recipe: Callable[[dict[str, Any], list[str]], 
         model.to(CHECKPOINT_DTYPE)
         model.save_pretrained(str(out_dir), save_compressed=True)
     seconds = time.perf_counter() - t0
-    for f in _TOKENIZER_FILES:
-        if (src / f).is_file() and not (out_dir / f).exists():
-            shutil.copy2(src / f, out_dir / f)
+    copy_tokenizer_files(src, out_dir, keep=True)
     log.info("llm-compressor wrote %s in %.1f s (peak RSS +%.0f MiB)", out_dir.name, seconds,
              mem.added / 2**20)
-    peak = Figure(mem.peak, BYTES, Origin.MEASURED, "peak RSS while llm-compressor ran").to_dict()
-    return seconds, {**peak, "added": mem.added}
+    return seconds, mem.figure("peak RSS while llm-compressor ran")
 
 
 def written_config(out_dir: Path) -> dict[str, Any]:

@@ -179,6 +179,13 @@ class PeakMemory:
     def added(self) -> int:
         return max(self.peak - self.start, 0)
 
+    def figure(self, what: str) -> dict[str, Any]:
+        """The measured peak as a plan's `peak_memory` (a Figure, plus `added`: above the
+        start)."""
+        from advisor.figures import BYTES, Figure, Origin
+
+        return {**Figure(self.peak, BYTES, Origin.MEASURED, what).to_dict(), "added": self.added}
+
 
 @contextmanager
 def track_peak_rss(interval: float = 0.02) -> Iterator[PeakMemory]:

@@ -210,8 +210,14 @@ def write_checkpoint_files(out_dir: Path, source_dir: Path, weight_map: dict[str
     cfg["dtype"] = dtype
     cfg.pop("torch_dtype", None)
     (out_dir / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    copy_tokenizer_files(source_dir, out_dir)
+
+
+def copy_tokenizer_files(source_dir: Path, out_dir: Path, *, keep: bool = False) -> None:
+    """The tokenizer (and generation config) files of `source_dir` into `out_dir`; `keep`: a
+    file a library already wrote there stays."""
     for f in _TOKENIZER_FILES:
-        if (source_dir / f).is_file():
+        if (source_dir / f).is_file() and not (keep and (out_dir / f).exists()):
             shutil.copy2(source_dir / f, out_dir / f)
 
 
