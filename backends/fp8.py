@@ -6,6 +6,11 @@ E4M3 (`input_activations: {type: float, strategy: token, dynamic: true}`), so no
 calibrated. vLLM runs the GEMM in FP8 on sm_89+ (Ada, Hopper and later). Embeddings, norms and
 the LM head stay float16.
 
+Streamed one decoder layer at a time rather than by llm-compressor's `oneshot` with its
+`FP8_DYNAMIC` preset, which on a CPU holds the whole float32 model (backends.hf.llmc); the result
+is that preset's: tests/backends/test_llmc_parity.py finds the same config, scales within
+float16 rounding (kept in float32 here) and the same FP8 codes for over 98% of the weights.
+
 Measured on the CPU (`advisor eval`, backends.hf.runner): plain transformers loads the checkpoint
 through compressed-tensors, which decompresses the weights to float32 and keeps its quantized
 forward on every listed linear; with `input_activations` dynamic it fake-quantizes each input per

@@ -2,15 +2,21 @@
 SmoothQuantModifier followed by the W8A8 preset, with round-to-nearest weights).
 
 Per decoder layer, streamed: the float layer runs over the calibration windows while hooks record
-each input channel's max |x| of the linears behind the two norms (llm-compressor's default Llama
-mappings: q/k/v after `input_layernorm`, gate/up after `post_attention_layernorm`; o_proj and
-down_proj are not smoothed). The smoothing factors (kernels.smoothquant, alpha 0.5 unless
-`QuantizeOptions.extra["smoothquant_alpha"]`) are folded into the norm weights (written, in
-float16, with the checkpoint) and the linears' input columns; then every planned linear gets
-symmetric per-output-channel int8 weights, and the config marks its inputs for vLLM's dynamic
-per-token int8 quantization. As in the original SmoothQuant, the statistics come from the float
-model: the next layer calibrates on this layer's float outputs (smoothing does not change them).
-Embeddings, norms and the LM head stay float16.
+each input channel's min and max of the linears behind the two norms (llm-compressor's default
+Llama mappings: q/k/v after `input_layernorm`, gate/up after `post_attention_layernorm`; o_proj
+and down_proj are not smoothed). The smoothing factors (kernels.smoothquant: llm-compressor's
+statistics, alpha 0.5 unless `QuantizeOptions.extra["smoothquant_alpha"]`) are folded into the
+norm weights (written, in float16, with the checkpoint) and the linears' input columns; then
+every planned linear gets symmetric per-output-channel int8 weights, and the config marks its
+inputs for vLLM's dynamic per-token int8 quantization. As in the original SmoothQuant, the
+statistics come from the float model: the next layer calibrates on this layer's float outputs
+(smoothing does not change them).
+
+Why not llm-compressor's `oneshot` itself: on a CPU it holds the whole float32 model in memory,
+where this streams one decoder layer at a time (bounded memory, issue 17). Its result is
+llm-compressor's: tests/backends/test_llmc_parity.py runs `SmoothQuantModifier` + the W8A8
+preset on the same tiny model and windows and compares the checkpoints. Embeddings, norms and
+the LM head stay float16.
 
 Measured on the CPU (`advisor eval`, backends.hf.runner): transformers + compressed-tensors
 decompress the int8 weights to float32 and fake-quantize every listed linear's input per token
@@ -100,18 +106,20 @@ class SmoothQuantBackend(HfQuantBackend[IntSpec]):
         alpha = _alpha(options)
         todo = {p: s for p, s in specs.items() if s is not None}
         groups = [(n, paths) for n, paths in MAPPINGS if all(p in todo for p in paths)]
-        absmax: dict[str, torch.Tensor] = {}
+        seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
         def record(path: str, x: torch.Tensor) -> None:
-            m = x.reshape(-1, x.shape[-1]).abs().amax(dim=0).float()
-            absmax[path] = torch.maximum(absmax[path], m) if path in absmax else m
+            lo, hi = smoothquant.activation_range(x)
+            if path in seen:
+                lo, hi = torch.minimum(seen[path][0], lo), torch.maximum(seen[path][1], hi)
+            seen[path] = (lo, hi)
 
         nxt = run_capturing_inputs(layer, acts, [paths[0] for _, paths in groups], record)
         probe = acts.hidden[0, :PROBE_TOKENS].float()
         for norm_path, paths in groups:
             lins = [linear(layer, p) for p in paths]
-            s = smoothquant.smoothing_scales(absmax[paths[0]], [m.weight.data for m in lins],
-                                             alpha)
+            lo, hi = seen[paths[0]]
+            s = smoothquant.smoothing_scales(hi - lo, [m.weight.data for m in lins], alpha)
             _fold(layer.get_submodule(norm_path), lins, s, probe,
                   f"model.layers.{index}.{norm_path}")
         out = {}

@@ -3,13 +3,16 @@
 Smoothing moves activation outliers into the weights: for the linears that read one input X
 (q/k/v after the attention norm, gate/up after the MLP norm), per input channel j
 
-    s_j = max|X_j|^alpha / max|W_j|^(1 - alpha)
+    s_j = range(X_j)^alpha / (2 max|W_j|)^(1 - alpha),  range(X_j) = max X_j - min X_j
 
-with max|W_j| over the output rows of all those linears, both maxima clamped to >= 1e-5 and s_j
-too (the reference implementation, mit-han-lab/smoothquant `smooth_ln_fcs`; llm-compressor's
-`SmoothQuantModifier` computes the same with alpha = 0.5). Then X diag(1/s) comes out of the
-preceding norm (its weight, and bias if any, divided by s) and diag(s) goes into the linears'
-input columns: (X / s)(W s)^T = X W^T, exactly in real arithmetic.
+with max|W_j| over the output rows of all those linears; s_j = range(X_j) where the weights of
+channel j are all zero, and s_j >= 1e-5. These are llm-compressor's statistics
+(`SmoothQuantModifier`, 0.14: the activations' dynamic range and twice the weights' max, which
+for activations symmetric about zero is the paper's max|X_j|^alpha / max|W_j|^(1-alpha));
+tests/backends/test_llmc_parity.py checks the streamed backend against llm-compressor itself.
+Then X diag(1/s) comes out of the preceding norm (its weight, and bias if any, divided by s) and
+diag(s) goes into the linears' input columns: (X / s)(W s)^T = X W^T, exactly in real
+arithmetic.
 
 W8A8-INT8 (compressed-tensors `INT8_W8A8` preset as vLLM serves it):
 - weights: int8, symmetric, one scale per output channel: kernels.affine with
@@ -30,25 +33,32 @@ import torch
 from kernels.affine import IntSpec, dequantize, qparams, quantize
 
 DEFAULT_ALPHA = 0.5
-CLAMP = 1e-5  # smallest max|X_j|, max|W_j| and s_j (smooth_ln_fcs)
+CLAMP = 1e-5  # smallest s_j (llm-compressor's MINIMUM_SMOOTHING_SCALE)
 INT8_WEIGHTS = IntSpec(8, -1, symmetric=True)
 TOKEN_QMAX = 127.0  # vLLM: absmax maps to +-127
 CT_TOKEN_QMAX = 127.5  # compressed-tensors' forward: absmax maps to 127.5 (clamped to 127)
 TOKEN_EPS = 1e-10  # scale of an all-zero token (its integers are zeros whatever the scale)
 
 
-def smoothing_scales(act_absmax: torch.Tensor, weights: list[torch.Tensor],
+def activation_range(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel (min, max) [hidden] of activations `x` [..., hidden], float32."""
+    flat = x.detach().reshape(-1, x.shape[-1]).float()
+    return flat.amin(dim=0), flat.amax(dim=0)
+
+
+def smoothing_scales(act_range: torch.Tensor, weights: list[torch.Tensor],
                      alpha: float = DEFAULT_ALPHA) -> torch.Tensor:
     """Per-input-channel smoothing factors s [in] (float32) from the calibration activations'
-    per-channel max |X_j| [in] and the weights [out_i, in] of the linears reading them."""
+    per-channel dynamic range max X_j - min X_j [in] and the weights [out_i, in] of the linears
+    reading them."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha={alpha!r}; expected 0 <= alpha <= 1")
-    if act_absmax.dim() != 1 or any(w.shape[1] != act_absmax.shape[0] for w in weights):
-        raise ValueError(f"activation maxima {tuple(act_absmax.shape)} do not match weights "
+    if act_range.dim() != 1 or any(w.shape[1] != act_range.shape[0] for w in weights):
+        raise ValueError(f"activation ranges {tuple(act_range.shape)} do not match weights "
                          f"{[tuple(w.shape) for w in weights]}")
-    w_max = torch.cat([w.detach().float().abs() for w in weights], dim=0).amax(dim=0)
-    x_max = act_absmax.float().clamp(min=CLAMP)
-    s = x_max.pow(alpha) / w_max.clamp(min=CLAMP).pow(1.0 - alpha)
+    w_max = 2.0 * torch.cat([w.detach().float().abs() for w in weights], dim=0).amax(dim=0)
+    x_range = act_range.float()
+    s = torch.where(w_max > 0, x_range.pow(alpha) / w_max.pow(1.0 - alpha), x_range)
     return s.clamp(min=CLAMP)
 
 
