@@ -4,9 +4,10 @@ SmoothQuantModifier followed by the W8A8 preset, with round-to-nearest weights).
 Per decoder layer, streamed: the float layer runs over the calibration windows while hooks record
 each input channel's min and max of the linears behind the two norms (llm-compressor's default
 Llama mappings: q/k/v after `input_layernorm`, gate/up after `post_attention_layernorm`; o_proj
-and down_proj are not smoothed). The smoothing factors (kernels.smoothquant: llm-compressor's
-statistics, alpha 0.5 unless `QuantizeOptions.extra["smoothquant_alpha"]`) are folded into the
-norm weights (written, in float16, with the checkpoint) and the linears' input columns; then
+and down_proj are not smoothed). The smoothing factors (kernels.smoothquant; plan options
+`smoothquant_statistic`, "absmax" by default or llm-compressor's "range", and
+`smoothquant_alpha`, 0.5 by default) are folded into the norm weights (written, in float16,
+with the checkpoint) and the linears' input columns; then
 every planned linear gets symmetric per-output-channel int8 weights, and the config marks its
 inputs for vLLM's dynamic per-token int8 quantization. As in the original SmoothQuant, the
 statistics come from the float model: the next layer calibrates on this layer's float outputs
@@ -14,17 +15,18 @@ statistics come from the float model: the next layer calibrates on this layer's 
 
 Why not llm-compressor's `oneshot` itself: on a CPU it holds the whole float32 model in memory,
 where this streams one decoder layer at a time (bounded memory, issue 17). Its result is
-llm-compressor's: tests/backends/test_llmc_parity.py runs `SmoothQuantModifier` + the W8A8
-preset on the same tiny model and windows and compares the checkpoints. Embeddings, norms and
-the LM head stay float16.
+llm-compressor's with statistic "range": tests/backends/test_llmc_parity.py runs
+`SmoothQuantModifier` + the W8A8 preset on the same tiny model and windows and compares the
+checkpoints. The default is the paper's "absmax", which measured better (kernels.smoothquant).
+Embeddings, norms and the LM head stay float16.
 
 Measured on the CPU (`advisor eval`, backends.hf.runner): transformers + compressed-tensors
 decompress the int8 weights to float32 and fake-quantize every listed linear's input per token
 in the forward pass, with compressed-tensors' rule (scale absmax / 127.5, the largest value
 rounding to 127 or -128) where vLLM's kernel divides by 127: the same size of noise, other
-roundings (SmolLM2-135M, 4 windows: KL 0.0115 as loaded vs 0.0117 with vLLM's rule simulated
-by kernels.smoothquant). tests/backends/test_hf_w8a8.py checks the loaded logits against
-kernels.smoothquant's fake quantization.
+roundings (SmolLM2-135M, 4 windows, absmax statistic: KL 0.0115 as loaded vs 0.0117 with
+vLLM's rule simulated by kernels.smoothquant). tests/backends/test_hf_w8a8.py checks the loaded
+logits against kernels.smoothquant's fake quantization.
 """
 
 from __future__ import annotations
@@ -51,7 +53,17 @@ MAPPINGS = (
     ("post_attention_layernorm", ("mlp.gate_proj", "mlp.up_proj")),
 )
 ALPHA_KEY = "smoothquant_alpha"
+STAT_KEY = "smoothquant_statistic"
 PROBE_TOKENS = 16  # tokens the norm-linearity check runs
+
+
+def _statistic(options: QuantizeOptions) -> str:
+    stat = options.extra.get(STAT_KEY, smoothquant.DEFAULT_STATISTIC)
+    if stat not in smoothquant.STATISTICS:
+        raise BadInput(f"SmoothQuant statistic {STAT_KEY}={stat!r}",
+                       f"use one of {', '.join(smoothquant.STATISTICS)} (\"range\" is "
+                       "llm-compressor's)")
+    return str(stat)
 
 
 def _alpha(options: QuantizeOptions) -> float:
@@ -98,12 +110,13 @@ class SmoothQuantBackend(HfQuantBackend[IntSpec]):
     def quantize(self, spec: ModelSpec, plan: QuantPlan, out_dir: Path,
                  options: QuantizeOptions) -> QuantPlan:
         _alpha(options)  # a bad option fails before any work
+        _statistic(options)
         return super().quantize(spec, plan, out_dir, options)
 
     def quantize_layer(self, index: int, layer: torch.nn.Module, acts: Activations,
                        specs: dict[str, IntSpec | None],
                        options: QuantizeOptions) -> dict[str, QuantizedLinear]:
-        alpha = _alpha(options)
+        alpha, statistic = _alpha(options), _statistic(options)
         todo = {p: s for p, s in specs.items() if s is not None}
         groups = [(n, paths) for n, paths in MAPPINGS if all(p in todo for p in paths)]
         seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -118,8 +131,8 @@ class SmoothQuantBackend(HfQuantBackend[IntSpec]):
         probe = acts.hidden[0, :PROBE_TOKENS].float()
         for norm_path, paths in groups:
             lins = [linear(layer, p) for p in paths]
-            lo, hi = seen[paths[0]]
-            s = smoothquant.smoothing_scales(hi - lo, [m.weight.data for m in lins], alpha)
+            s = smoothquant.smoothing_scales(*seen[paths[0]], [m.weight.data for m in lins],
+                                             alpha, statistic)
             _fold(layer.get_submodule(norm_path), lins, s, probe,
                   f"model.layers.{index}.{norm_path}")
         out = {}
@@ -132,7 +145,7 @@ class SmoothQuantBackend(HfQuantBackend[IntSpec]):
 
     def written_options(self, plan: QuantPlan, job: IntJob,
                         options: QuantizeOptions) -> dict[str, Any]:
-        return {"alpha": _alpha(options),
+        return {"alpha": _alpha(options), "statistic": _statistic(options),
                 "smoothed": [f"{n} -> {', '.join(p)}" for n, p in MAPPINGS],
                 "weights": "int8, symmetric, one scale per output channel (round to nearest)",
                 "activations": "int8, symmetric, dynamic per token"}

@@ -294,12 +294,14 @@ def test_plans_each_backend_writes(tiny: tuple) -> None:
     assert p.backend == "smoothquant" and set(p.tensor_formats.values()) == {"W8A8-INT8", "F16"}
 
 
-def test_smoothquant_alpha_is_checked(tiny: tuple, tmp_path: Path) -> None:
+@pytest.mark.parametrize("extra", [{"smoothquant_alpha": 2},
+                                   {"smoothquant_statistic": "mean"}])
+def test_smoothquant_options_are_checked(extra: dict, tiny: tuple, tmp_path: Path) -> None:
     _, spec, _ = tiny
     plan = plan_for_format(spec, "w8a8", backend="smoothquant")
-    with pytest.raises(BadInput, match="smoothquant_alpha"):
+    with pytest.raises(BadInput, match=next(iter(extra))):
         get_backend("smoothquant").quantize(spec, plan, tmp_path / "x",
-                                            QuantizeOptions(extra={"smoothquant_alpha": 2}))
+                                            QuantizeOptions(extra=extra))
     assert not (tmp_path / "x").exists()
 
 

@@ -9,6 +9,7 @@ model (backends.hf.llmc); these tests are what makes the streamed result llm-com
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,9 @@ def test_streamed_writer_is_llm_compressors_checkpoint(backend: str, tiny: tuple
     plan = plan_for_format(spec, fmt, group_size=group, backend=backend) if group \
         else plan_for_format(spec, fmt, backend=backend)
     ours, theirs = tmp_path / "ours", tmp_path / "llmc"
-    get_backend(backend).quantize(spec, plan, ours, CALIB)
+    # llm-compressor's SmoothQuant statistic (the default is the paper's: kernels.smoothquant)
+    extra = {**CALIB.extra, "smoothquant_statistic": "range"}
+    get_backend(backend).quantize(spec, plan, ours, replace(CALIB, extra=extra))
     tokens = calibration_windows(model_dir, CALIB) if backend == "smoothquant" else None
     layers = plan_job(spec, plan).layers if backend == "rtn" else ()  # others: their preset
     llmc.run(model_dir, theirs, _recipe(backend), layers, tokens, CALIB)

@@ -22,27 +22,27 @@ def _layer(seed: int = 0, hidden: int = 64, outs: tuple[int, ...] = (64, 32, 32)
 
 
 def test_scales_formula_and_clamps() -> None:
-    act = torch.tensor([4.0, 1.0, 0.0, 9.0])  # each channel's max - min
+    lo, hi = torch.tensor([-1.0, -1.0, 0.0, -4.0]), torch.tensor([3.0, 0.0, 0.0, 5.0])
     w1 = torch.tensor([[1.0, -2.0, 0.5, 0.0], [0.25, 1.0, -1.0, 0.0]])
     w2 = torch.tensor([[-3.0, 0.5, 0.5, 0.0]])
-    s = sq.smoothing_scales(act, [w1, w2], alpha=0.5)
-    # 2 max|W_j| over both linears: [6, 4, 2, 0]; range 0 -> s 0 -> 1e-5; weights all zero ->
-    # s = the range (llm-compressor's rules)
+    # absmax (the paper's): max|X_j| [3, 1, 0 -> 1e-5, 5]; max|W_j| [3, 2, 1, 0 -> 1e-5]
+    expect = torch.tensor([3.0**0.5 / 3.0**0.5, 1.0 / 2.0**0.5, 1e-5**0.5 / 1.0,
+                           5.0**0.5 / 1e-5**0.5])
+    torch.testing.assert_close(sq.smoothing_scales(lo, hi, [w1, w2], 0.5), expect)
+    # range (llm-compressor's): range [4, 1, 0, 9]; 2 max|W_j| [6, 4, 2, 0]; range 0 -> s 0 ->
+    # 1e-5; weights all zero -> s = the range
     expect = torch.tensor([4.0**0.5 / 6.0**0.5, 1.0 / 4.0**0.5, 1e-5, 9.0])
-    torch.testing.assert_close(s, expect)
-    # alpha 1: s = the range (all into the weights)
-    torch.testing.assert_close(sq.smoothing_scales(act, [w1, w2], 1.0),
-                               act.clamp(min=sq.CLAMP))
+    torch.testing.assert_close(sq.smoothing_scales(lo, hi, [w1, w2], 0.5, "range"), expect)
+    # alpha 1: s = the activations' statistic (all into the weights)
+    torch.testing.assert_close(sq.smoothing_scales(lo, hi, [w1, w2], 1.0),
+                               torch.tensor([3.0, 1.0, 1e-5, 5.0]))
     for bad in (-0.1, 1.5):
         with pytest.raises(ValueError, match="alpha"):
-            sq.smoothing_scales(act, [w1], bad)
+            sq.smoothing_scales(lo, hi, [w1], bad)
+    with pytest.raises(ValueError, match="statistic"):
+        sq.smoothing_scales(lo, hi, [w1], 0.5, "mean")
     with pytest.raises(ValueError, match="do not match"):
-        sq.smoothing_scales(act, [torch.zeros(2, 3)])
-
-
-def _range(x: torch.Tensor) -> torch.Tensor:
-    lo, hi = sq.activation_range(x)
-    return hi - lo
+        sq.smoothing_scales(lo, hi, [torch.zeros(2, 3)])
 
 
 def test_activation_range_is_per_channel_over_every_token() -> None:
@@ -52,14 +52,16 @@ def test_activation_range_is_per_channel_over_every_token() -> None:
     torch.testing.assert_close(hi, torch.tensor([3.0, 4.0]))
 
 
-def test_smoothing_equalises_channel_ranges() -> None:
-    """With alpha 0.5 each channel's smoothed activation range equals twice its smoothed weight
-    max (llm-compressor's balance of range against 2 max|W|)."""
+@pytest.mark.parametrize("statistic", sq.STATISTICS)
+def test_smoothing_equalises_channel_ranges(statistic: str) -> None:
+    """With alpha 0.5 each channel's smoothed activation statistic equals its smoothed weight
+    max (absmax), or twice it (range: llm-compressor balances the range against 2 max|W|)."""
     x, ws = _layer()
-    s = sq.smoothing_scales(_range(x), ws)
-    x_rng = _range(x / s)
+    s = sq.smoothing_scales(*sq.activation_range(x), ws, statistic=statistic)
+    lo, hi = sq.activation_range(x / s)
+    x_stat = torch.maximum(lo.abs(), hi.abs()) if statistic == "absmax" else 0.5 * (hi - lo)
     w_max = torch.cat([w * s for w in ws]).abs().amax(0)
-    torch.testing.assert_close(x_rng, 2 * w_max, rtol=1e-5, atol=0)
+    torch.testing.assert_close(x_stat, w_max, rtol=1e-5, atol=0)
 
 
 @pytest.mark.parametrize("with_bias", [False, True])
@@ -84,7 +86,7 @@ def test_folding_preserves_the_function(with_bias: bool) -> None:
         return [y @ w.double().t() for w in lins]
 
     before = run(norm.weight.detach().clone(), bias, ws)
-    s = sq.smoothing_scales(_range(x), ws)
+    s = sq.smoothing_scales(*sq.activation_range(x), ws)
     w, b, folded = sq.fold_smoothing(norm.weight.detach(), bias, ws, s.double())
     assert (b is None) is (bias is None)
     after = run(w.double(), None if b is None else b.double(), folded)
@@ -156,12 +158,12 @@ def _w8a8_error(x: torch.Tensor, ws: list[torch.Tensor], s: torch.Tensor | None)
 
 def test_smoothing_cuts_w8a8_error_on_outlier_channels() -> None:
     x, ws = _layer(4)
-    s = sq.smoothing_scales(_range(x), ws)
+    s = sq.smoothing_scales(*sq.activation_range(x), ws)
     plain = _w8a8_error(x, ws, None)
     smooth = _w8a8_error(x, ws, s)
     assert smooth < plain / 4, (plain, smooth)
     # without outliers there is little to win, and smoothing does not hurt much either
     g = torch.Generator().manual_seed(6)
     calm = torch.randn(256, 64, generator=g)
-    s_calm = sq.smoothing_scales(_range(calm), ws)
+    s_calm = sq.smoothing_scales(*sq.activation_range(calm), ws)
     assert _w8a8_error(calm, ws, s_calm) < 2 * _w8a8_error(calm, ws, None)
