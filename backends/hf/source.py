@@ -34,6 +34,7 @@ def float_source(spec: ModelSpec, cache_dir: str | Path | None = None) -> Path:
     src = Path(spec.path)
     dst = cache_root(cache_dir) / FLOAT_DIR / f"{src.stem}-{file_identity(src)[:16]}"
     if (dst / "config.json").is_file():
+        _name_architecture(dst)  # a copy cached before the architecture was written
         return dst
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}-", dir=dst.parent))
@@ -67,8 +68,25 @@ def _convert(src: Path, out: Path) -> None:
     save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
     cfg = model.config.to_dict()
     cfg.pop("quantization_config", None)
+    # transformers' GGUF loader leaves `architectures` unset; vLLM picks its model class from it
+    # (and refuses a config without one), and so do the checkpoints copied from this config
+    cfg["architectures"] = [type(model).__name__]
     cfg["dtype"] = "float16"
     (out / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     model.generation_config.save_pretrained(str(out))
     tok.save_pretrained(str(out))
     log.info("float16 HF copy of %s written in %.1f s", src.name, time.perf_counter() - t0)
+
+
+def _name_architecture(dst: Path) -> None:
+    """Add `architectures` to a cached copy's config.json written without it."""
+    path = dst / "config.json"
+    cfg = json.loads(path.read_text())
+    if cfg.get("architectures"):
+        return
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    cfg["architectures"] = [MODEL_FOR_CAUSAL_LM_MAPPING_NAMES[cfg["model_type"]]]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)

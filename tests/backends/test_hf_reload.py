@@ -57,6 +57,8 @@ def test_a_fresh_process_reproduces_the_pipeline_kl(tmp_path: Path, backend: str
     r = advisor("eval", "--model", "smollm2-135m", "--artifact", str(out), "--max-windows",
                 str(WINDOWS), "--json")
     assert r.returncode == 0, r.stderr
+    # vLLM picks its model class from `architectures` (transformers' GGUF loader leaves it unset)
+    assert json.loads((out / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
     pipeline = json.loads((out / "report.json").read_text())["measurements"]["quality"]
     assert pipeline["n_windows"] == WINDOWS
     in_pipeline = pipeline["mean_kl"]["value"]
