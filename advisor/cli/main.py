@@ -10,6 +10,7 @@ import json
 import logging
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +164,11 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     if plan.backend != args.backend:
         raise BadInput(f"--preset/--plan gives a {plan.backend} plan but --backend is "
                        f"{args.backend}", f"pass --backend {plan.backend}")
+    if args.gguf_quantizer != "llama.cpp":
+        if plan.backend != "gguf":
+            raise BadInput(f"--gguf-quantizer {args.gguf_quantizer} with a {plan.backend} plan",
+                           "use it with GGUF presets and plans (--backend gguf)")
+        plan = replace(plan, options={**plan.options, "quantizer": args.gguf_quantizer})
     hw = get_hardware(args.target, out.parent)
     calib = load_text(args.calib_text, "calibration")
     _preflight_quantize(spec, plan, hw, out)
@@ -249,7 +255,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
                           threads=args.threads, storage=args.storage, flags=flags,
                           backend=args.backend, group_size=args.group_size,
                           serve_context=args.context, force=args.force,
-                          sensitivity_anchors=args.sensitivity_anchors, device=args.device)
+                          sensitivity_anchors=args.sensitivity_anchors, device=args.device,
+                          gguf_quantizer=args.gguf_quantizer)
     with _stages(args) as stages:
         report = recommend(args.model, targets, args.target, Path(args.out), cfg, stages)
     if args.json:

@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     from advisor.inspect import DEFAULT_MODEL
     from advisor.measure.latency.config import BenchWorkload
     from advisor.measure.stage import DEFAULT_EVAL_WINDOWS
-    from advisor.recommend.config import EVAL_WINDOW, RecommendConfig
+    from advisor.recommend.config import EVAL_WINDOW, GGUF_QUANTIZER_CHOICES, RecommendConfig
     from advisor.recommend.offers import backend_choices
     from backends.base import QuantizeOptions
     from backends.hf import DEVICES
@@ -149,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--preset", help="a format: llama.cpp preset or type (Q4_K_M, Q8_0, ...)")
     sp.add_argument("--plan", help="a plan.json (tensor name -> type)")
     imatrix(sp, qopt.imatrix)
+    sp.add_argument("--gguf-quantizer", choices=("llama.cpp", "autoround"), default="llama.cpp",
+                    help="who writes a GGUF plan: llama.cpp (default) or AutoRound's GGUF export")
     sp.add_argument("--calib-text", help="calibration text file (default data/calibration.txt)")
     sp.add_argument("--group-size", type=int, default=DEFAULT_GROUP_SIZE,
                     help="for int4/int8 schemes")
@@ -211,6 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="auto (default): llama.cpp GGUF plus every HF checkpoint scheme the "
                          "target can serve (vLLM/bitsandbytes on its GPU); or one of "
                          f"{', '.join(backend_choices()[1:])}")
+    sp.add_argument("--gguf-quantizer", choices=GGUF_QUANTIZER_CHOICES,
+                    default=rec.gguf_quantizer,
+                    help="who writes the GGUF candidates: llama.cpp (default), AutoRound's GGUF "
+                         "export, or both (each candidate twice, measured, the pick chooses)")
     sp.add_argument("--group-size", type=int, default=rec.group_size,
                     help="group size of the HF int4/int8 schemes (-1 = per channel)")
     sp.add_argument("--seed", type=int, default=rec.seed,

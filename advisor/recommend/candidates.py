@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +91,24 @@ def nearest_presets(options: list[PresetOption], n: int,
     """The `n` largest presets predicted to fit (nearest the budget)."""
     fitting = sorted((p for p in options if p.fits), key=lambda p: -p.size)[:n]
     return [Candidate(p.label, "preset", p.plan, surrogate(p.plan)) for p in fitting]
+
+
+def with_gguf_quantizer(todo: list[Candidate], quantizer: str) -> list[Candidate]:
+    """The candidates as `--gguf-quantizer` asks: GGUF plans written by llama.cpp (as given),
+    by AutoRound (plan option `quantizer`, label `<label>+autoround`), or both, each realized
+    and measured so that the pick chooses between them on measurements."""
+    if quantizer == "llama.cpp":
+        return todo
+    out = []
+    for c in todo:
+        if c.is_hf:
+            out.append(c)
+            continue
+        if quantizer == "both":
+            out.append(c)
+        plan = replace(c.plan, options={**c.plan.options, "quantizer": "autoround"})
+        out.append(replace(c, label=f"{c.label}+autoround", plan=plan))
+    return out
 
 
 def reusable(directory: Path, plan: QuantPlan, source_digest: str) -> dict[str, Any] | None:

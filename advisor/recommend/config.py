@@ -20,6 +20,9 @@ EVAL_WINDOW = DEFAULT_WINDOW
 """Tokens of each evaluation window of the candidates' KL (`advisor eval`'s default)."""
 
 
+GGUF_QUANTIZER_CHOICES = ("llama.cpp", "autoround", "both")
+
+
 @dataclass(frozen=True)
 class RecommendConfig:
     """How hard the pipeline works: realized search plans, presets realized nearest the budget,
@@ -56,6 +59,9 @@ class RecommendConfig:
     # replays no longer grow with depth x size.
     sensitivity_anchors: int = 8
     device: str = "auto"  # --device: where the torch stages run (backends.hf.DEVICES)
+    # --gguf-quantizer: who writes the GGUF candidates: llama.cpp, AutoRound's GGUF export
+    # (backends.gguf.autoround), or both, each measured, the pick choosing between them
+    gguf_quantizer: str = "llama.cpp"
 
     def __post_init__(self) -> None:
         for name in ("candidates", "trials", "eval_windows", "bench_requests"):
@@ -70,6 +76,9 @@ class RecommendConfig:
             resolve_device(self.device)
         if self.presets_measured < 0 or self.bench_warmup < 0 or self.measured_trials < 0:
             raise BadInput("preset and warm-up counts must be >= 0", "pass 0 or more")
+        if self.gguf_quantizer not in GGUF_QUANTIZER_CHOICES:
+            raise BadInput(f"--gguf-quantizer {self.gguf_quantizer!r}",
+                           f"use one of {', '.join(GGUF_QUANTIZER_CHOICES)}")
         if self.backend not in backend_choices():
             raise BadInput(f"--backend {self.backend!r} is not a backend recommend knows",
                            f"use one of {', '.join(backend_choices())}")

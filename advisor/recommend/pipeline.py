@@ -114,6 +114,7 @@ def recommend(model: str, targets: Targets, target: str | None, out: Path,
     todo = [*found.candidates,
             *cands.nearest_presets(presets, cfg.presets_measured, plans.surrogate_of(table)),
             *hf_todo]
+    todo = cands.with_gguf_quantizer(todo, cfg.gguf_quantizer)
     if not todo:
         raise Infeasible("no preset fits the targets and the search found no plan",
                          "relax --max-size or the memory limits")

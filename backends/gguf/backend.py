@@ -2,7 +2,8 @@
 
 Quantize: `llama_model_quantize` with one exact-name type override per tensor (quantize.py), an
 importance matrix computed in llama.cpp from calibration text where a planned type reads one
-(imatrix.py), and the written file read back so the returned plan is what is really on disk.
+(imatrix.py), and the written file read back so the returned plan is what is really on disk;
+or, with plan option `quantizer: "autoround"`, AutoRound's GGUF export (autoround.py).
 Load: `GgufRunner` (runtime.py). Serve: `serve.sh` and an Ollama `Modelfile` (serve.py).
 """
 
@@ -33,6 +34,9 @@ MODEL_FILE = "model.gguf"
 # embedded model 1 chunk already gave Q2_K KL 0.34 vs 0.36 for all 11 (0.50 without).
 # QuantizeOptions.extra["imatrix_chunks"] = 0 uses the whole calibration text.
 IMATRIX_CHUNKS = 4
+# who writes the file: plan option `quantizer` (advisor quantize --gguf-quantizer)
+LLAMA_CPP, AUTOROUND = "llama.cpp", "autoround"
+GGUF_QUANTIZERS = (LLAMA_CPP, AUTOROUND)
 _RUNTIME_BY_VENDOR = {Vendor.NVIDIA: "CUDA", Vendor.AMD: "ROCm/HIP", Vendor.APPLE: "Metal"}
 
 
@@ -92,6 +96,12 @@ class GgufBackend:
         if plan.backend != self.name:
             raise BadInput(f"plan {plan.label or plan.digest()} is for backend {plan.backend!r}",
                            "give the gguf backend a plan of GGML types")
+        quantizer = plan.options.get("quantizer", LLAMA_CPP)
+        if quantizer == AUTOROUND:
+            return self._quantize_autoround(spec, plan, Path(out_dir), options)
+        if quantizer != LLAMA_CPP:
+            raise BadInput(f"GGUF quantizer {quantizer!r}",
+                           f"use {LLAMA_CPP!r} (the default) or {AUTOROUND!r}")
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         dst = out_dir / MODEL_FILE
@@ -114,6 +124,32 @@ class GgufBackend:
         if imatrix is not None:
             opts["calibration_sha256"] = imatrix.text_sha256
             opts["imatrix_sha256"] = values_digest(imatrix.values)
+        return QuantPlan(self.name, written, options=opts, label=plan.label)
+
+    def _quantize_autoround(self, spec: ModelSpec, plan: QuantPlan, out_dir: Path,
+                            options: QuantizeOptions) -> QuantPlan:
+        """The plan written by AutoRound's GGUF export (backends.gguf.autoround); the tensors it
+        wrote in other types than planned are the plan's `fallbacks`."""
+        from backends.gguf import autoround
+
+        ok = autoround.available()
+        if not ok:
+            raise BadInput(f"the autoround GGUF quantizer cannot run here: {ok.reason}",
+                           "install it, or use --gguf-quantizer llama.cpp")
+        autoround.check_plan(plan)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        dst = out_dir / MODEL_FILE
+        info = autoround.quantize(spec, plan, dst, options)
+        written = written_types(dst)
+        fallbacks = {n: [f, written[n]] for n, f in plan.tensor_formats.items()
+                     if n in written and written[n] != f}
+        missing = sorted(set(plan.tensor_formats) - set(written))
+        if missing:
+            raise AdvisorError(f"AutoRound's GGUF has no tensor {missing[0]} (and "
+                               f"{len(missing) - 1} more)", "use --gguf-quantizer llama.cpp")
+        if fallbacks:
+            log.info("AutoRound wrote %d tensors in other types than planned", len(fallbacks))
+        opts = {**plan.options, **info, "imatrix": False, "fallbacks": fallbacks}
         return QuantPlan(self.name, written, options=opts, label=plan.label)
 
     @staticmethod
