@@ -6,7 +6,8 @@
   --quick       a small subset with the same code paths (two presets, one pick without
                 importance matrix, two tiny random models): what the test suite runs
   --section S   run one section alone (`float-native`: the headline of section 1;
-                `predictions`: section 3 on the benched presets), keeping the other sections
+                `predictions`: section 3 on the benched presets; `hf`; `gguf-quantizers`:
+                llama.cpp's and AutoRound's GGUF writers), keeping the other sections
                 of <out>/results.json from an earlier run; `make bench SECTION=float-native`
 
 The full suite empties <out> first (but for the random models of section 2) and runs every
@@ -56,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="bench-out")
     ap.add_argument("--md", default="BENCHMARKS.md")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--section", choices=("all", "float-native", "predictions", "hf"),
-                    default="all")
+    ap.add_argument("--section", choices=("all", "float-native", "predictions", "hf",
+                                           "gguf-quantizers"), default="all")
     args = ap.parse_args(argv)
     work = Path(args.out).absolute()
     work.mkdir(parents=True, exist_ok=True)
@@ -149,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     # last: GPTQ and AWQ are the slowest runs of the suite
     results["hf"] = _hf(r, work, heldout, args.quick)
     save()
+    if not args.quick:
+        results["gguf_quantizers"] = sections.gguf_quantizers(r, work, heldout)
+        save()
     print(f"wrote {md} ({results['wall_s'] / 60:.1f} min)", file=sys.stderr)
     return 0
 
@@ -214,6 +218,8 @@ def _one_section(work: Path, md: Path, quick: bool, section: str) -> int:
         results["float_native_alone"] = True
     elif section == "hf":
         results["hf"] = _hf(r, work, sections.heldout_text(work), quick, w4_only=True)
+    elif section == "gguf-quantizers":
+        results["gguf_quantizers"] = sections.gguf_quantizers(r, work, sections.heldout_text(work))
     else:
         cache = work / "cache-predictions"
         shutil.rmtree(cache, ignore_errors=True)

@@ -248,8 +248,8 @@ def markdown(results: dict[str, Any], plot_rel: str | None) -> str:
         *headline(results),
     ]
     if not results.get("quality"):
-        return "\n".join(out + hf_section(results) + prediction_section(results)
-                         + _tail(results))
+        return "\n".join(out + hf_section(results) + gguf_quantizer_section(results)
+                         + prediction_section(results) + _tail(results))
     out += [
         "### The embedded model, every preset (already-quantized source)",
         "",
@@ -288,6 +288,7 @@ def markdown(results: dict[str, Any], plot_rel: str | None) -> str:
                 f"{p['recommend_s']:.0f} s{' (cold)' if p.get('cold') else ''} |")
         out.append("")
     out += hf_section(results)
+    out += gguf_quantizer_section(results)
     cost = results.get("cost")
     if cost:
         settings = cost.get("settings") or []
@@ -336,3 +337,26 @@ def markdown(results: dict[str, Any], plot_rel: str | None) -> str:
 def _tail(results: dict[str, Any]) -> list[str]:
     return ["## Commands run", "", "In order (`advisor` is `.venv/bin/advisor`; the suite is "
             "`advisor/benchmarks/`):", "", "```"] + results["commands"] + ["```", ""]
+
+
+def gguf_quantizer_section(results: dict[str, Any]) -> list[str]:
+    """llama.cpp's and AutoRound's GGUF writers of the same presets."""
+    rows = results.get("gguf_quantizers")
+    if not rows:
+        return []
+    out = ["### GGUF writers: llama.cpp and AutoRound", "",
+           "`advisor quantize --preset P` (llama.cpp, with its importance matrix from "
+           "`data/calibration.txt`, and with `--no-imatrix`) and `--gguf-quantizer autoround` "
+           "(AutoRound's GGUF export, 0 tuning iterations, float32), judged on the held-out "
+           "windows against the model's own F16 reference. *Retyped*: tensors AutoRound wrote "
+           "in another type than the plan (recorded in the artifact's plan as fallbacks).", "",
+           "| model | preset | writer | size | mean KL (95% CI) | / llama.cpp + imatrix (95% CI) "
+           "| retyped | quantize wall |",
+           "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        v = r.get("vs_imatrix")
+        ratio = f"{v['ratio']:.2f}x ({v['ratio_ci95'][0]:.2f}-{v['ratio_ci95'][1]:.2f})" \
+            if v else "—"
+        out.append(f"| {r['model']} | {r['preset']} | {r['quantizer']} | {r['size']:,} | "
+                   f"{_ci(r)} | {ratio} | {r['fallbacks']} | {r['quantize_s']:.0f} s |")
+    return out + [""]

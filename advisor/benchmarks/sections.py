@@ -406,3 +406,43 @@ def roofline(rows: list[dict[str, Any]], bandwidth: float, model: str = MODEL) -
                     "roofline_tok_s": limit, "measured_tok_s": measured,
                     "percent": 100.0 * measured / limit})
     return out
+
+
+GGUF_QUANTIZER_PRESETS = ("Q4_K_M", "Q3_K_M")
+GGUF_QUANTIZERS = (("llama.cpp + imatrix", ()), ("llama.cpp", ("--no-imatrix",)),
+                   ("AutoRound", ("--gguf-quantizer", "autoround")))
+
+
+def gguf_quantizers(r: Runner, work: Path, heldout: Path) -> list[dict[str, Any]]:
+    """Each preset of GGUF_QUANTIZER_PRESETS written by llama.cpp (with and without importance
+    matrix) and by AutoRound's GGUF export, on the embedded model and its rotated float-native
+    copy; each row's KL against llama.cpp + imatrix's on the same windows (paired bootstrap)."""
+    from advisor.benchmarks.float_native import build_float_native
+    from advisor.inspect import resolve_model
+    from advisor.measure.quality.metrics import paired_comparison
+
+    models = (("SmolLM2-135M (Q4_1 source)", MODEL, "embedded"),
+              ("SmolLM2-135M, rotated (float-native)",
+               str(build_float_native(resolve_model(MODEL), work / "models", "rotate")),
+               "rotated"))
+    rows: list[dict[str, Any]] = []
+    for name, model, tag in models:
+        for preset in GGUF_QUANTIZER_PRESETS:
+            base: dict[str, Any] | None = None
+            for quantizer, extra in GGUF_QUANTIZERS:
+                d = work / "gguf-quantizers" / f"{tag}-{preset}-{quantizer.split()[0].lower()}"
+                if quantizer == "llama.cpp":
+                    d = d.with_name(d.name + "-plain")
+                ran = r.advisor("quantize", "--model", model, "--preset", preset, *extra,
+                                "--out", d, "--force", "--json")
+                rep = ran.json()
+                row = {"model": name, "preset": preset, "quantizer": quantizer, "dir": str(d),
+                       "size": rep["size"]["value"], "quantize_s": round(ran.seconds, 1),
+                       "fallbacks": len(rep["plan"]["options"].get("fallbacks") or {}),
+                       **evaluate(r, d, heldout, model=model)}
+                if base is None:
+                    base = row
+                elif row.get("kl_windows") and base.get("kl_windows"):
+                    row["vs_imatrix"] = paired_comparison(row["kl_windows"], base["kl_windows"])
+                rows.append(row)
+    return rows

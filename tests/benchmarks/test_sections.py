@@ -63,3 +63,25 @@ def test_hf_rows_are_judged_against_rtn_on_the_same_windows() -> None:
     assert lo < 0.5 < hi and len(lines) == 4
     assert page.hf_section({}) == [] and "### HF checkpoint backends" in page.hf_section(
         {"hf": [rtn | {"size": 1, "imatrix": False}]})
+
+
+def test_gguf_writer_rows_are_judged_against_llama_cpp_with_imatrix() -> None:
+    """The GGUF writers' table: each row's KL / llama.cpp + imatrix's with its paired interval
+    and the tensors AutoRound retyped; no rows, no section."""
+    from advisor.benchmarks import page
+    from advisor.measure.quality.metrics import paired_comparison
+
+    base = {"model": "m", "preset": "Q4_K_M", "quantizer": "llama.cpp + imatrix",
+            "size": 105_454_080, "quantize_s": 20.4, "fallbacks": 0, "mean_kl": 0.0304,
+            "mean_kl_ci95": [0.0284, 0.0323], "kl_windows": [0.03, 0.031, 0.029, 0.032]}
+    ar = {**base, "quantizer": "AutoRound", "quantize_s": 66.2, "fallbacks": 2,
+          "mean_kl": 0.0215, "mean_kl_ci95": [0.0203, 0.0228],
+          "kl_windows": [0.021, 0.022, 0.020, 0.023]}
+    ar["vs_imatrix"] = paired_comparison(ar["kl_windows"], base["kl_windows"])
+    lines = page.gguf_quantizer_section({"gguf_quantizers": [base, ar]})
+    assert lines[0] == "### GGUF writers: llama.cpp and AutoRound"
+    lo, hi = ar["vs_imatrix"]["ratio_ci95"]
+    assert lines[-3].endswith("| — | 0 | 20 s |") and "105,454,080" in lines[-3]
+    assert lines[-2].endswith(f"| {ar['vs_imatrix']['ratio']:.2f}x ({lo:.2f}-{hi:.2f}) | 2 | "
+                              "66 s |")
+    assert page.gguf_quantizer_section({}) == []
