@@ -6,7 +6,8 @@
   --quick       a small subset with the same code paths (two presets, one pick without
                 importance matrix, two tiny random models): what the test suite runs
   --section S   run one section alone (`float-native`: the headline of section 1;
-                `predictions`: section 3 on the benched presets; `hf`; `gguf-quantizers`:
+                `predictions`: section 3 on the benched presets; `hf` / `hf-w8`: the 4-bit /
+                8-bit HF rows on both models; `gguf-quantizers`:
                 llama.cpp's and AutoRound's GGUF writers), keeping the other sections
                 of <out>/results.json from an earlier run; `make bench SECTION=float-native`
 
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="bench-out")
     ap.add_argument("--md", default="BENCHMARKS.md")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--section", choices=("all", "float-native", "predictions", "hf",
+    ap.add_argument("--section", choices=("all", "float-native", "predictions", "hf", "hf-w8",
                                            "gguf-quantizers"), default="all")
     args = ap.parse_args(argv)
     work = Path(args.out).absolute()
@@ -181,16 +182,16 @@ def _float_native(r: Runner, work: Path, heldout: Path, quick: bool) -> list[dic
     return sections.preset_vs_pick(r, work, heldout, sections.float_native_models(work))
 
 
-def _hf(r: Runner, work: Path, heldout: Path, quick: bool, w4_only: bool = False
-        ) -> list[dict[str, Any]]:
-    """The HF backends on the embedded model (every scheme; `w4_only`: the 4-bit ones), then
-    the 4-bit ones on its rotated float-native copy (not in --quick)."""
+def _hf(r: Runner, work: Path, heldout: Path, quick: bool,
+        rows_wanted: tuple[tuple[str, int], ...] | None = None) -> list[dict[str, Any]]:
+    """The HF backends on the embedded model (every scheme, or `rows_wanted`), then the 4-bit
+    ones (or `rows_wanted`) on its rotated float-native copy (not in --quick)."""
     if quick:
         return sections.hf_backends(r, work, heldout, rows_wanted=(("rtn", 4),))
-    rows = sections.hf_backends(r, work, heldout, rows_wanted=sections.HF_W4_ROWS
-                                if w4_only else sections.HF_ROWS)
+    rows = sections.hf_backends(r, work, heldout, rows_wanted=rows_wanted or sections.HF_ROWS)
     rotated = sections.float_native_models(work)[0]["path"]
-    return rows + sections.hf_backends(r, work, heldout, rows_wanted=sections.HF_W4_ROWS,
+    return rows + sections.hf_backends(r, work, heldout,
+                                       rows_wanted=rows_wanted or sections.HF_W4_ROWS,
                                        model=rotated, tag="rotated")
 
 
@@ -216,8 +217,11 @@ def _one_section(work: Path, md: Path, quick: bool, section: str) -> int:
     if section == "float-native":
         results["float_native"] = _float_native(r, work, sections.heldout_text(work), quick)
         results["float_native_alone"] = True
-    elif section == "hf":
-        results["hf"] = _hf(r, work, sections.heldout_text(work), quick, w4_only=True)
+    elif section in ("hf", "hf-w8"):  # the 4-bit rows, or the 8-bit ones; the others kept
+        bits = 4 if section == "hf" else 8
+        wanted = sections.HF_W4_ROWS if bits == 4 else sections.HF_W8_ROWS
+        kept = [row for row in results.get("hf", []) if row.get("bits") != bits]
+        results["hf"] = kept + _hf(r, work, sections.heldout_text(work), quick, wanted)
     elif section == "gguf-quantizers":
         results["gguf_quantizers"] = sections.gguf_quantizers(r, work, sections.heldout_text(work))
     else:

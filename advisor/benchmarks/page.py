@@ -100,9 +100,10 @@ def hf_section(results: dict[str, Any]) -> list[str]:
            "activation quantization applied in the forward pass) and judged against the "
            "model's own F16 reference and the same text. Sizes are the safetensors files. "
            "gptq is llm-compressor's GPTQModifier, autoround Intel's AutoRound (its light "
-           "recipe: 50 iterations); rtn, awq, fp8 and smoothquant the project's own "
-           "quantizers. The 8-bit GPTQ/AWQ rows are left out: 8-bit RTN is "
-           "already within noise of the reference.", ""]
+           "recipe: 50 iterations); rtn, fp8 and smoothquant the project's own layer-streamed "
+           "writers, checked against llm-compressor's output "
+           "(`tests/backends/test_llmc_parity.py`); awq the project's own. 8-bit rows are "
+           "judged against 8-bit RTN; the 8-bit GPTQ/AWQ/AutoRound rows are left out.", ""]
     out += _quality_table(results["hf"]) + [""]
     out += hf_cost_table(results["hf"]) + [""]
     return out

@@ -37,6 +37,8 @@ HF_ROWS = (("rtn", 4), ("rtn", 8), ("gptq", 4), ("awq", 4), ("autoround", 4), ("
 INT_WRITERS = ("rtn", "gptq", "awq", "autoround")
 # `make bench SECTION=hf`: the 4-bit rows, on the embedded model and its rotated float-native copy
 HF_W4_ROWS = (("rtn", 4), ("gptq", 4), ("awq", 4), ("autoround", 4), ("nf4", 4))
+# the 8-bit schemes, each against 8-bit RTN (`make bench SECTION=hf-w8`)
+HF_W8_ROWS = (("rtn", 8), ("fp8", 8), ("smoothquant", 8))
 STAGES = ("inspect", "targets", "plan space", "sensitivity", "search", "realize", "measure",
           "pick", "emit")
 
