@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from backends.base import QuantizeOptions, Support
+from backends.base import QuantizeOptions, Support, library_support
 from backends.hf import llmc
 from backends.hf.base import HfIntBackend, IntJob
 from backends.registry import register
@@ -87,11 +87,9 @@ class AutoRoundBackend(HfIntBackend):
         base = super().available()
         if not base:
             return base
-        try:
-            import auto_round
-        except ImportError:
-            return Support(False, "auto-round not installed: pip install auto-round")
-        return Support(True, f"auto-round {auto_round.__version__}")
+        from backends.gguf.autoround import QUIET
+
+        return library_support("auto-round", ("auto_round",), "pip install auto-round", QUIET)
 
     def write(self, src: Path, job: IntJob, tokens: torch.Tensor | None, out_dir: Path,
               options: QuantizeOptions) -> tuple[float, dict[str, Any], dict[str, Any]]:
@@ -101,7 +99,7 @@ class AutoRoundBackend(HfIntBackend):
         from backends.hf.stream import track_peak_rss
         from backends.hf.writer import copy_tokenizer_files
 
-        os.environ.setdefault("AR_LOG_LEVEL", "WARNING")  # its INFO lines bury the progress
+        self.available()  # AutoRound's environment defaults, before its import
         from auto_round import AutoRound
 
         assert tokens is not None

@@ -30,6 +30,23 @@ class Support:
         return self.ok
 
 
+def library_support(label: str, modules: tuple[str, ...], install: str,
+                    env: dict[str, str] | None = None) -> Support:
+    """Whether a maintained library's `modules` import here (the first module's version named
+    as `label`), with the environment defaults it reads at import (`env`, the user's own values
+    kept) set first."""
+    import importlib
+    import os
+
+    for key, value in (env or {}).items():
+        os.environ.setdefault(key, value)
+    try:
+        first = [importlib.import_module(m) for m in modules][0]
+    except ImportError as e:
+        return Support(False, f"{e.name} not installed: {install}")
+    return Support(True, f"{label} {getattr(first, '__version__', '?')}")
+
+
 @dataclass(frozen=True)
 class QuantizeOptions:
     """What a quantize call needs besides the plan."""

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from backends.base import QuantizeOptions, Support
+from backends.base import QuantizeOptions, Support, library_support
 from backends.hf.writer import CHECKPOINT_DTYPE
 from kernels.affine import IntSpec
 
@@ -49,12 +49,7 @@ def quiet() -> None:
 
 def available() -> Support:
     quiet()
-    try:
-        import datasets  # noqa: F401
-        import llmcompressor
-    except ImportError as e:
-        return Support(False, f"{e.name} not installed: {INSTALL}")
-    return Support(True, f"llm-compressor {llmcompressor.__version__}")
+    return library_support("llm-compressor", ("llmcompressor", "datasets"), INSTALL)
 
 
 def weights_args(spec: IntSpec) -> dict[str, Any]:
