@@ -14,6 +14,10 @@ read back and every tensor written in another type than planned is recorded in t
 `fallbacks`; the recommend pipeline judges the candidate on its measured size and quality.
 Types AutoRound does not write (the IQ family, TQ, ...) are refused before any work.
 
+Memory: AutoRound holds the whole float32 model (as llm-compressor's oneshot does, see
+backends.hf.llmc), so on a CPU host this path is for models whose float32 copy fits in memory;
+llama.cpp's quantizer, the default, streams tensors from the file.
+
 AutoRound runs in float32 (`amp=False`): with its default mixed precision the weights went
 through bfloat16 before the export quantized them, and the embedded model's Q4_K_M measured
 KL 0.0221 against 0.0215 in float32 (0.98x, 0.96-0.99; `advisor eval`, 5 windows, same plan
