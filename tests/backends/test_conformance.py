@@ -18,6 +18,7 @@ from backends.base import Backend, QuantizeOptions, Runner, Support
 
 pytestmark = pytest.mark.slow
 PROMPT = "The river valley was quiet in the early morning, and the"
+FAST = {"calib_windows": 2, "iters": 4}
 
 
 def _case(name: str, embedded: ModelSpec, tmp_path: Path) -> tuple[ModelSpec, QuantPlan]:
@@ -49,7 +50,8 @@ def test_backend_conformance(name: str, embedded_spec: ModelSpec, tmp_path: Path
 
     spec, plan = _case(name, embedded_spec, tmp_path)
     out = tmp_path / "artifact"
-    written = backend.quantize(spec, plan, out, QuantizeOptions(threads=2))
+    # the mechanics, not the quality: 2 calibration windows, 4 AutoRound iterations
+    written = backend.quantize(spec, plan, out, QuantizeOptions(threads=2, extra=FAST))
     assert isinstance(written, QuantPlan) and written.backend == name
     assert set(plan.tensor_formats) <= set(written.tensor_formats)
 

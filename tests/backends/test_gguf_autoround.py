@@ -121,7 +121,7 @@ def test_recommend_realizes_each_gguf_candidate_both_ways_and_picks_on_measureme
     assert q.returncode == 0, q.stderr
     budget = json.loads(q.stdout)["size"]["value"]
     r = _advisor("-q", "recommend", "--model", str(model_dir), "--max-size", str(budget), *FAST,
-                 "--candidates", "1", "--presets", "1", "--gguf-quantizer", "both",
+                 "--candidates", "1", "--presets", "0", "--gguf-quantizer", "both",
                  "--out", str(tmp_path / "pick"), "--json")
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
