@@ -6,6 +6,7 @@ reuses a complete candidate of the same plan).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,6 +27,8 @@ KINDS = ("search", "preset", "checkpoint", "checkpoint-search")
 """Where a candidate comes from: the GGUF search, a stock llama.cpp preset, a uniform HF
 checkpoint scheme, the HF int-mix search (the report schema's CANDIDATE_KINDS)."""
 HF_KINDS = ("checkpoint", "checkpoint-search")
+AUTOROUND_SUFFIX = "+autoround"  # the label of a GGUF candidate's AutoRound copy
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ def with_gguf_quantizer(todo: list[Candidate], quantizer: str) -> list[Candidate
         if quantizer == "both":
             out.append(c)
         plan = replace(c.plan, options={**c.plan.options, "quantizer": "autoround"})
-        out.append(replace(c, label=f"{c.label}+autoround", plan=plan))
+        out.append(replace(c, label=c.label + AUTOROUND_SUFFIX, plan=plan))
     return out
 
 
@@ -138,11 +141,21 @@ def realize_all(todo: list[Candidate], work: Path, gguf_spec: ModelSpec, hf_spec
 
     out = []
     digests = {False: model_summary(gguf_spec)["digest"], True: model_summary(hf_spec)["digest"]}
+    labels = {c.label for c in todo}
     for c in todo:
         directory = work / c.label
         report = reusable(directory, c.plan, digests[c.is_hf])
         if report is None:  # the work directory is the tool's own: a stale candidate goes
-            report = quantize_artifact(hf_spec if c.is_hf else gguf_spec, c.plan, hw, directory,
-                                       options, wl, stages, options.calib_text, force=True)
+            try:
+                report = quantize_artifact(hf_spec if c.is_hf else gguf_spec, c.plan, hw,
+                                           directory, options, wl, stages, options.calib_text,
+                                           force=True)
+            except BadInput as e:
+                twin = c.label.removesuffix(AUTOROUND_SUFFIX)
+                if twin == c.label or twin not in labels:
+                    raise
+                # --gguf-quantizer both: llama.cpp's copy of the plan stands in its place
+                log.warning("%s left out: %s", c.label, e.problem)
+                continue
         out.append(Realized(c, directory, report))
     return out

@@ -168,7 +168,14 @@ def quantize(spec: ModelSpec, plan: QuantPlan, dst: Path,
                        nsamples=int(tokens.shape[0]), seqlen=int(tokens.shape[1]),
                        batch_size=min(8, int(tokens.shape[0])),
                        device_map=resolve_device("auto"), seed=options.seed, amp=False)
-        ar.quantize_and_save(tmp, format=fmt)
+        try:
+            ar.quantize_and_save(tmp, format=fmt)
+        except (ValueError, KeyError, NotImplementedError, AssertionError) as e:
+            # its converter knows fewer architectures than llama.cpp's (it raises ValueError
+            # "Failed to detect model architecture", KeyError on an unknown tensor, ...)
+            raise BadInput(f"AutoRound cannot write {spec.architecture} as GGUF "
+                           f"({type(e).__name__}: {str(e)[:200]})",
+                           "use --gguf-quantizer llama.cpp") from None
         written = sorted(Path(tmp).rglob("*.gguf"))
         if len(written) != 1:
             raise RuntimeError(f"AutoRound wrote {len(written)} .gguf files; expected one")

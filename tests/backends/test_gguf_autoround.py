@@ -142,3 +142,25 @@ def test_recommend_refuses_an_unknown_gguf_quantizer() -> None:
 
     with pytest.raises(BadInput, match="--gguf-quantizer 'gptq'"):
         RecommendConfig(gguf_quantizer="gptq")
+
+
+def test_a_candidate_autoround_cannot_write_gives_way_to_llama_cpps_copy(
+        embedded_spec: ModelSpec, tmp_path: Path) -> None:
+    """With both writers, a plan AutoRound refuses (IQ4_XS here) leaves llama.cpp's copy to
+    stand alone; with AutoRound alone, the refusal is the run's one-line error."""
+    from advisor.estimate import Workload
+    from advisor.probe.catalogue import load_target
+    from advisor.progress import Stages
+    from advisor.recommend.candidates import Candidate, realize_all, with_gguf_quantizer
+
+    plan = plan_for_format(embedded_spec, "IQ4_XS")
+    todo = [Candidate("IQ4_XS", "preset", plan)]
+    args = (embedded_spec, embedded_spec, load_target("x86-server"), Workload(),
+            QuantizeOptions(threads=2, imatrix=False), Stages(False))
+    both = with_gguf_quantizer(todo, "both")
+    assert [c.label for c in both] == ["IQ4_XS", "IQ4_XS+autoround"]
+    realized = realize_all(both, tmp_path / "both", *args)
+    assert [r.candidate.label for r in realized] == ["IQ4_XS"]
+    assert not (tmp_path / "both" / "IQ4_XS+autoround").exists()
+    with pytest.raises(BadInput, match="does not write .*IQ4_XS"):
+        realize_all(with_gguf_quantizer(todo, "autoround"), tmp_path / "alone", *args)
