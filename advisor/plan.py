@@ -8,6 +8,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SCHEMA_VERSION = 1
+# who writes a GGUF plan: plan option QUANTIZER_KEY, llama.cpp's quantizer by default
+# (backends.gguf.backend) or AutoRound's GGUF export (backends.gguf.autoround)
+QUANTIZER_KEY = "quantizer"
+LLAMA_CPP, AUTOROUND = "llama.cpp", "autoround"
+GGUF_QUANTIZERS = (LLAMA_CPP, AUTOROUND)
+BOTH = "both"  # recommend --gguf-quantizer both: each GGUF candidate written by both
 
 
 @dataclass(frozen=True)
@@ -68,3 +74,14 @@ class QuantPlan:
             options=dict(d.get("options", {})),
             label=str(d.get("label", "")),
         )
+
+
+def gguf_quantizer(plan: QuantPlan) -> str:
+    """Who writes this GGUF plan (GGUF_QUANTIZERS)."""
+    return str(plan.options.get(QUANTIZER_KEY, LLAMA_CPP))
+
+
+def written_by(plan: QuantPlan, quantizer: str) -> QuantPlan:
+    """The plan with its GGUF writer set."""
+    return QuantPlan(plan.backend, plan.tensor_formats, {**plan.options, QUANTIZER_KEY: quantizer},
+                     plan.label, plan.version)

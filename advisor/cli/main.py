@@ -10,7 +10,6 @@ import json
 import logging
 import shlex
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +147,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from advisor.cli.console import show_artifact
     from advisor.estimate import Workload
     from advisor.inspect import inspect_model
+    from advisor.plan import LLAMA_CPP, written_by
     from advisor.probe import get_hardware
     from advisor.realize import quantize_artifact, resolve_plan
     from advisor.textdata import load_text
@@ -164,11 +164,11 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     if plan.backend != args.backend:
         raise BadInput(f"--preset/--plan gives a {plan.backend} plan but --backend is "
                        f"{args.backend}", f"pass --backend {plan.backend}")
-    if args.gguf_quantizer != "llama.cpp":
+    if args.gguf_quantizer != LLAMA_CPP:
         if plan.backend != "gguf":
             raise BadInput(f"--gguf-quantizer {args.gguf_quantizer} with a {plan.backend} plan",
                            "use it with GGUF presets and plans (--backend gguf)")
-        plan = replace(plan, options={**plan.options, "quantizer": args.gguf_quantizer})
+        plan = written_by(plan, args.gguf_quantizer)
     hw = get_hardware(args.target, out.parent)
     calib = load_text(args.calib_text, "calibration")
     _preflight_quantize(spec, plan, hw, out)

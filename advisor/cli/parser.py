@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     from advisor.inspect import DEFAULT_MODEL
     from advisor.measure.latency.config import BenchWorkload
     from advisor.measure.stage import DEFAULT_EVAL_WINDOWS
+    from advisor.plan import GGUF_QUANTIZERS, LLAMA_CPP
     from advisor.recommend.config import EVAL_WINDOW, GGUF_QUANTIZER_CHOICES, RecommendConfig
     from advisor.recommend.offers import backend_choices
     from backends.base import QuantizeOptions
@@ -149,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--preset", help="a format: llama.cpp preset or type (Q4_K_M, Q8_0, ...)")
     sp.add_argument("--plan", help="a plan.json (tensor name -> type)")
     imatrix(sp, qopt.imatrix)
-    sp.add_argument("--gguf-quantizer", choices=("llama.cpp", "autoround"), default="llama.cpp",
+    sp.add_argument("--gguf-quantizer", choices=GGUF_QUANTIZERS, default=LLAMA_CPP,
                     help="who writes a GGUF plan: llama.cpp (default) or AutoRound's GGUF export")
     sp.add_argument("--calib-text", help="calibration text file (default data/calibration.txt)")
     sp.add_argument("--group-size", type=int, default=DEFAULT_GROUP_SIZE,

@@ -17,7 +17,7 @@ from advisor.errors import BadInput
 from advisor.estimate import Estimate, Workload, estimate
 from advisor.hardware import HardwareProfile
 from advisor.modelspec import ModelSpec
-from advisor.plan import QuantPlan
+from advisor.plan import AUTOROUND, BOTH, LLAMA_CPP, QuantPlan, written_by
 from advisor.progress import Stages
 from advisor.recommend.budget import fits_targets
 from advisor.space import plan_for_format
@@ -100,17 +100,17 @@ def with_gguf_quantizer(todo: list[Candidate], quantizer: str) -> list[Candidate
     """The candidates as `--gguf-quantizer` asks: GGUF plans written by llama.cpp (as given),
     by AutoRound (plan option `quantizer`, label `<label>+autoround`), or both, each realized
     and measured so that the pick chooses between them on measurements."""
-    if quantizer == "llama.cpp":
+    if quantizer == LLAMA_CPP:
         return todo
     out = []
     for c in todo:
         if c.is_hf:
             out.append(c)
             continue
-        if quantizer == "both":
+        if quantizer == BOTH:
             out.append(c)
-        plan = replace(c.plan, options={**c.plan.options, "quantizer": "autoround"})
-        out.append(replace(c, label=c.label + AUTOROUND_SUFFIX, plan=plan))
+        out.append(replace(c, label=c.label + AUTOROUND_SUFFIX,
+                           plan=written_by(c.plan, AUTOROUND)))
     return out
 
 

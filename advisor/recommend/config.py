@@ -9,6 +9,7 @@ from advisor.errors import BadInput
 from advisor.estimate import Workload
 from advisor.formats import DEFAULT_GROUP_SIZE, GROUP_SIZES
 from advisor.measure.stage import DEFAULT_WINDOW
+from advisor.plan import BOTH, GGUF_QUANTIZERS, LLAMA_CPP
 from advisor.recommend.offers import backend_choices
 from advisor.targets import Targets, parse_duration, parse_size
 from backends.hf import resolve_device
@@ -20,7 +21,7 @@ EVAL_WINDOW = DEFAULT_WINDOW
 """Tokens of each evaluation window of the candidates' KL (`advisor eval`'s default)."""
 
 
-GGUF_QUANTIZER_CHOICES = ("llama.cpp", "autoround", "both")
+GGUF_QUANTIZER_CHOICES = (*GGUF_QUANTIZERS, BOTH)
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class RecommendConfig:
     device: str = "auto"  # --device: where the torch stages run (backends.hf.DEVICES)
     # --gguf-quantizer: who writes the GGUF candidates: llama.cpp, AutoRound's GGUF export
     # (backends.gguf.autoround), or both, each measured, the pick choosing between them
-    gguf_quantizer: str = "llama.cpp"
+    gguf_quantizer: str = LLAMA_CPP
 
     def __post_init__(self) -> None:
         for name in ("candidates", "trials", "eval_windows", "bench_requests"):

@@ -17,7 +17,7 @@ from advisor.artifact.serving import Serving
 from advisor.errors import AdvisorError, BadInput
 from advisor.hardware import HardwareProfile, Vendor
 from advisor.modelspec import ModelSpec, SourceFormat
-from advisor.plan import QuantPlan
+from advisor.plan import AUTOROUND, LLAMA_CPP, QuantPlan, gguf_quantizer
 from advisor.textdata import default_calibration_text
 from backends.base import QuantizeOptions, Runner, Support
 from backends.gguf.imatrix import Imatrix, imatrix_for, values_digest
@@ -34,9 +34,6 @@ MODEL_FILE = "model.gguf"
 # embedded model 1 chunk already gave Q2_K KL 0.34 vs 0.36 for all 11 (0.50 without).
 # QuantizeOptions.extra["imatrix_chunks"] = 0 uses the whole calibration text.
 IMATRIX_CHUNKS = 4
-# who writes the file: plan option `quantizer` (advisor quantize --gguf-quantizer)
-LLAMA_CPP, AUTOROUND = "llama.cpp", "autoround"
-GGUF_QUANTIZERS = (LLAMA_CPP, AUTOROUND)
 _RUNTIME_BY_VENDOR = {Vendor.NVIDIA: "CUDA", Vendor.AMD: "ROCm/HIP", Vendor.APPLE: "Metal"}
 
 
@@ -96,7 +93,7 @@ class GgufBackend:
         if plan.backend != self.name:
             raise BadInput(f"plan {plan.label or plan.digest()} is for backend {plan.backend!r}",
                            "give the gguf backend a plan of GGML types")
-        quantizer = plan.options.get("quantizer", LLAMA_CPP)
+        quantizer = gguf_quantizer(plan)
         if quantizer == AUTOROUND:
             return self._quantize_autoround(spec, plan, Path(out_dir), options)
         if quantizer != LLAMA_CPP:
