@@ -186,9 +186,43 @@ def _roofline(spec: ModelSpec, device: str, bw: float, flops: float,
     return ttft, per_token, None, None, notes
 
 
+def kernel_features(spec: ModelSpec, plan: QuantPlan, prompt_tokens: int,
+                    attention_units: float) -> dict[str, float]:
+    """What `advisor.calibration.kernels` sums for a GGUF plan on this host: the weights of each
+    GGML type read per decode step in the layers (`w:<TYPE>`) and in the LM head (`head:<TYPE>`,
+    the embedding where it is tied), the layer shape, the prompt, and layers x heads x context
+    tokens (`attention_units`)."""
+    out = {"hidden": float(spec.hidden_size), "ffn": float(spec.intermediate_size),
+           "n_heads": float(spec.n_heads), "n_kv_heads": float(spec.n_kv_heads),
+           "head_dim": float(spec.head_dim), "prompt_tokens": float(prompt_tokens),
+           "attention_units": float(attention_units)}
+    for t in spec.tensors:
+        if len(t.shape) < 2 or t.role in (Role.NORM, Role.OTHER) or (
+                t.role is Role.EMBEDDING and not spec.tied_embeddings):
+            continue
+        head = t.role in (Role.EMBEDDING, Role.LM_HEAD)
+        key = f"{'head' if head else 'w'}:{plan.tensor_formats.get(t.canonical, t.dtype)}"
+        out[key] = out.get(key, 0.0) + float(t.n_params)
+    return out
+
+
+def _host_note(fitted: dict[str, Any]) -> str:
+    """Where this host's figures came from (advisor.calibration.host's `how` and count)."""
+    parts = []
+    for phase, (_, _, n, how) in sorted(fitted.items()):
+        src = ("this host's llama.cpp kernel timings per type (advisor.calibration.kernels)"
+               if how == "kernels" else "this host's benches (advisor.calibration.host)")
+        scaled = (f", scaled by {n} earlier benches of other artifacts (band: their "
+                  "leave-one-out spread)" if how == "kernels" and n else "")
+        if how != "kernels":
+            src += f", {n} earlier benches (band: their leave-one-out errors)"
+        parts.append(f"{phase} from {src}{scaled}")
+    return "; ".join(parts)
+
+
 def _on_this_host(roofline: _Latency, features: dict[str, float],
                   exclude: str | None = None) -> _Latency:
-    """The roofline's phases replaced by this host's own fit where its benches allow one."""
+    """The roofline's phases replaced by this host's own figures where it has them."""
     from advisor.calibration import host
 
     fitted = host.predict(features, exclude=exclude)
@@ -196,12 +230,10 @@ def _on_this_host(roofline: _Latency, features: dict[str, float],
         return roofline
     ttft, per_token, ttft_band, token_band, notes = roofline
     if "prefill" in fitted:
-        ttft, ttft_band, n = fitted["prefill"]
+        ttft, ttft_band, _, _ = fitted["prefill"]
     if "decode" in fitted:
-        per_token, token_band, n = fitted["decode"]
-    notes = [f"{' and '.join(sorted(fitted))} calibrated on {n} earlier benches of this host "
-             "(advisor.calibration.host; band: their leave-one-out errors)", *notes]
-    return ttft, per_token, ttft_band, token_band, notes
+        per_token, token_band, _, _ = fitted["decode"]
+    return ttft, per_token, ttft_band, token_band, [_host_note(fitted), *notes]
 
 
 def recalibrated(est: dict[str, Any], exclude: str) -> dict[str, Any] | None:
@@ -219,7 +251,7 @@ def recalibrated(est: dict[str, Any], exclude: str) -> dict[str, Any] | None:
     out = dict(est)
     for phase, key in (("prefill", "ttft"), ("decode", "per_token")):
         if phase in fitted:
-            value, band, n = fitted[phase]
+            value, band, _, _ = fitted[phase]
             out[key] = _pred(value, SECONDS, band).to_dict()
     new = float(feats.get("new_tokens", 0))
     request = out["ttft"]["value"] + new * out["per_token"]["value"]
@@ -229,8 +261,7 @@ def recalibrated(est: dict[str, Any], exclude: str) -> dict[str, Any] | None:
     out["request_latency"] = _pred(request, SECONDS, rb).to_dict()  # type: ignore[index]
     before = est.get("assumptions")
     kept = [a for a in before if isinstance(a, str)] if isinstance(before, list) else []
-    out["assumptions"] = [f"latency re-predicted before this bench from {n} benches of other "
-                          "artifacts on this host (advisor.calibration.host)",
+    out["assumptions"] = [f"latency re-predicted before this bench: {_host_note(fitted)}",
                           *kept]
     return out
 
@@ -355,6 +386,9 @@ def estimate(spec: ModelSpec, plan: QuantPlan, hw: HardwareProfile,
                 "decode_flops": float(2 * matmul_params * batch),
                 "prefill_flops": float((2 * matmul_params * wl.prompt_tokens + attn_flops) * batch),
                 "prefill_bytes": float(read_per_step), "new_tokens": float(wl.new_tokens)}
+    if plan.backend == "gguf":
+        features.update(kernel_features(spec, plan, wl.prompt_tokens * batch,
+                                        spec.n_layers * spec.n_heads * mean_ctx * batch))
     lat = _calibrated(spec, plan, hw, runtime, wl, decode_bytes)
     if lat is None:
         lat = _roofline(spec, device, bw, flops, features)

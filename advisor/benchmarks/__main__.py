@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         cache.mkdir()
         os.environ["QUANT_ADVISOR_CACHE"] = str(cache)  # this process and every command
     t0 = time.perf_counter()
-    r = Runner()
+    r = Runner(quick=args.quick)
     results: dict[str, Any] = {"date": datetime.date.today().isoformat(),
                                "stages": list(sections.STAGES), "quick": args.quick}
     results.update(_versions())
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     plain = [Path(row["dir"]) for row in results["quality"] if not row["imatrix"]
              and (args.quick or row["label"] in sections.BENCHED_PRESETS)]
     sections.bench_artifacts(r, plain + [Path(p["dir"]) for p in results["picks"]],
-                             requests=3)
+                             requests=2 if args.quick else 3)
     labels = {str(d): f"{d.name} (recommend's bench, {p['label'].removeprefix('pick ')})"
               for p in results["picks"]
               for d in sorted(Path(p["candidates_dir"]).iterdir()) if d.is_dir()}
@@ -178,7 +178,8 @@ def _float_native(r: Runner, work: Path, heldout: Path, quick: bool) -> list[dic
                    "path": sections.MODEL}]
         return sections.preset_vs_pick(r, work, heldout, models, budgets=("Q4_0",),
                                        extra=("--trials", "4", "--candidates", "1",
-                                              "--presets", "1"), imatrix=False, windows=3)
+                                              "--presets", "1"), imatrix=False,
+                                       windows=sections.QUICK_WINDOWS)
     return sections.preset_vs_pick(r, work, heldout, sections.float_native_models(work))
 
 
@@ -205,13 +206,14 @@ def _one_section(work: Path, md: Path, quick: bool, section: str) -> int:
     other schemes' rows of an earlier run are replaced).
     predictions: section 3 on the presets it benches, in a cache of its own emptied first, so
     that this host's latency model starts from nothing: the first preset benched is predicted
-    by the roofline alone, each later one from the benches before it."""
+    by this host's kernel timings alone (timed before its bench), each later one by the timings
+    scaled by the benches before it."""
     path = work / "results.json"
     results: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {
         "date": datetime.date.today().isoformat(), "quick": quick, "stages": []}
     results.update(_versions())
     results["date"] = datetime.date.today().isoformat()
-    r, t0 = Runner(), time.perf_counter()
+    r, t0 = Runner(quick=quick), time.perf_counter()
     if "machine" not in results:
         results["machine"] = sections.machine(r)
     if section == "float-native":

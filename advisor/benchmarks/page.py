@@ -194,9 +194,11 @@ def prediction_section(results: dict[str, Any]) -> list[str]:
             "For every candidate benchmarked (`advisor bench`) with the workload its estimate "
             "was made for (512 prompt + 128 new tokens, one request at a time): the prediction "
             "in force when it was benched (*predicted*: memory as llama.cpp accounts it; "
-            "latency re-predicted before each bench from this host's earlier benches of other "
-            "artifacts, the roofline alone for the first bench into an empty cache) against "
-            "the measurement. Ratio = predicted / measured.", "",
+            "latency re-predicted before each bench: this host's llama.cpp kernel timings of "
+            "the candidate's types (`advisor.calibration.kernels`, timed before the bench where "
+            "a type was new), scaled by this host's earlier benches of other artifacts; the "
+            "timings alone for the first bench into an empty cache) against the measurement. "
+            "Ratio = predicted / measured.", "",
             "| candidate | size pred / meas | memory pred / meas (MiB) | TTFT pred / meas "
             "(ms) | per token pred / meas (ms) | p95 pred / meas (ms) |",
             "| --- | ---: | ---: | ---: | ---: | ---: |"]

@@ -37,6 +37,7 @@ class Runner:
     log: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     verbose: bool = True
+    quick: bool = False  # --quick: fewer held-out windows and bench requests (code paths only)
 
     def advisor(self, *args: str | Path, env: dict[str, str] | None = None,
                 note: str = "") -> Ran:

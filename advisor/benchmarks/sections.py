@@ -25,6 +25,9 @@ BENCHED_PRESETS = ("Q2_K", "Q3_K_M", "Q4_K_M", "Q6_K", "Q8_0")
 # Held-out windows scored per artifact (the held-out half has 10): 5 x 255 scored tokens keeps
 # the suite inside its hour; the presets' KL differ by far more than their window-to-window noise
 HELDOUT_WINDOWS = 5
+# --quick (the test suite's form, which checks code paths, not figures): 2 windows, the fewest
+# that still give a paired interval
+QUICK_WINDOWS = 2
 # The cost section's larger models: the measured phase cut to one searched plan and one preset
 # (1 window, 1 request each) and no importance matrix, so that three sizes fit in the hour; the
 # default settings are measured once, on the embedded model (the cold pick of section 1)
@@ -69,8 +72,11 @@ def _quality(q: dict[str, Any]) -> dict[str, Any]:
 
 
 def evaluate(r: Runner, artifact: Path, heldout: Path, model: str = MODEL,
-             windows: int = HELDOUT_WINDOWS) -> dict[str, Any]:
-    """Held-out quality of an artifact; `windows` 0 scores every window of the text."""
+             windows: int | None = None) -> dict[str, Any]:
+    """Held-out quality of an artifact; `windows` 0 scores every window of the text, None
+    HELDOUT_WINDOWS (QUICK_WINDOWS under --quick: `r.quick`)."""
+    if windows is None:
+        windows = QUICK_WINDOWS if r.quick else HELDOUT_WINDOWS
     ran = r.advisor("eval", "--model", model, "--artifact", artifact, "--eval-text", heldout,
                     "--max-windows", str(windows), "--json")
     return _quality(ran.json())

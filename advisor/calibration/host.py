@@ -9,6 +9,12 @@ the relative error) to the benches of *other* artifacts, and predicts with it: t
 fixed efficiencies replaced by the ones this machine showed. Its band is the spread of the fit's
 leave-one-out errors over those benches (from three on). With a single bench, the roofline is
 rescaled by that bench's measured / predicted ratio.
+
+Where this host's llama.cpp kernels were timed for every type of the plan
+(`advisor.calibration.kernels`), that sum replaces the fit: scaled by the median measured / sum
+ratio of the earlier benches (band: each bench's ratio against the median of the others, from
+three benches on), or alone before any bench. Presets of one model share its layers and FLOPs,
+so a fit cannot tell a byte of Q6_K from a byte of Q4_K; the kernel timings can.
 """
 
 from __future__ import annotations
@@ -185,23 +191,77 @@ def _rescaled(test: str, recs: list[dict[str, Any]], features: dict[str, float])
     return float(features[key] * np.median([r[test] / r["features"][key] for r in rows]))
 
 
+Prediction = tuple[float, tuple[float, float] | None, int, str]
+
+
+def _ratios(version: tuple[str, int, int] | None, exclude: str | None, key: str,
+            kernels_version: tuple[int, int] | None) -> dict[str, list[float]]:
+    """phase -> measured / kernel-sum ratios of the benches of artifacts other than `exclude`
+    whose every type was timed (computed once per version of both stores)."""
+    from advisor.calibration import kernels
+
+    cache_key = ("ratios", version, exclude, key, kernels_version)
+    if cache_key not in _RATIOS:
+        out: dict[str, list[float]] = {t: [] for t in _TERMS}
+        for r in records(key):
+            if r.get("artifact") == exclude:
+                continue
+            for test, s in kernels.seconds(r["features"], key).items():
+                if isinstance(r.get(test), (int, float)) and r[test] > 0 and s > 0:
+                    out[test].append(float(r[test]) / s)
+        if len(_RATIOS) > 64:
+            _RATIOS.clear()
+        _RATIOS[cache_key] = out
+    return _RATIOS[cache_key]
+
+
+_RATIOS: dict[tuple[Any, ...], dict[str, list[float]]] = {}
+
+
+def _from_kernels(features: dict[str, float], exclude: str | None,
+                  key: str) -> dict[str, Prediction]:
+    """The kernel-timing sum, scaled by the earlier benches' ratios (see the module's doc)."""
+    from advisor.calibration import kernels
+
+    base = kernels.seconds(features, key)
+    if not base:
+        return {}
+    ratios = _ratios(_version(), exclude, key, kernels.store_version())
+    out: dict[str, Prediction] = {}
+    for test, s in base.items():
+        rs = ratios.get(test, [])
+        if not rs:
+            out[test] = (s, None, 0, "kernels")
+            continue
+        scale = float(np.median(rs))
+        band = None
+        if len(rs) >= 3:
+            loo = [r / float(np.median(rs[:i] + rs[i + 1:])) for i, r in enumerate(rs)]
+            band = (s * scale * min(loo), s * scale * max(loo))
+        out[test] = (s * scale, band, len(rs), "kernels")
+    return out
+
+
 def predict(features: dict[str, float], exclude: str | None = None,
-            key: str | None = None) -> dict[str, tuple[float, tuple[float, float] | None, int]]:
-    """phase -> (seconds, band in seconds, benches used), for the phases this host's benches
-    of artifacts other than `exclude` can predict: a fit from two benches on, the roofline
+            key: str | None = None) -> dict[str, Prediction]:
+    """phase -> (seconds, band in seconds, benches used, how), for the phases this host can
+    predict: from its kernel timings ("kernels", scaled by its benches of artifacts other than
+    `exclude`); else from those benches alone ("benches"): a fit from two on, the roofline
     rescaled by the measured/predicted ratio of one; empty before any."""
+    out = _from_kernels(features, exclude, key or host_key())
     recs = [r for r in records(key) if r.get("artifact") != exclude]
     fitted = _fitted(_version(), exclude, key)
-    out: dict[str, tuple[float, tuple[float, float] | None, int]] = {}
     for test in _TERMS:
+        if test in out:
+            continue
         f = fitted.get(test)
         if f is None or not all(t in features for t in f.terms):
             if len(recs) == 1 and (one := _rescaled(test, recs, features)) is not None:
-                out[test] = (one, None, 1)
+                out[test] = (one, None, 1, "benches")
             continue
         seconds = f.seconds(features)
         if seconds <= 0:
             continue
         band = (seconds * f.band[0], seconds * f.band[1]) if f.band else None
-        out[test] = (seconds, band, f.benches)
+        out[test] = (seconds, band, f.benches, "benches")
     return out

@@ -83,8 +83,16 @@ def bench(artifact: Path, prompt_tokens: int, new_tokens: int, concurrency: int,
     est, identity = report.get("estimate"), _identity(report)
     on_host = (report.get("hardware") or {}).get("source") == "probed"
     if on_host and isinstance(est, dict) and est.get("runtime") == "llama.cpp":
+        from advisor.calibration import host, kernels
         from advisor.estimate import recalibrated
+        from advisor.measure.latency.kernels import ensure
 
+        # time this host's kernels for the types this bench has not seen yet (seconds each,
+        # once per host): the prediction it is compared with then knows them
+        feats = host.numeric(est.get("features"))
+        if missing := kernels.untimed(feats, host.host_key()):
+            with stages.bar(f"timing this host's llama.cpp kernels ({', '.join(sorted(missing))})"):
+                ensure(feats, host.host_key(), threads)
         if (better := recalibrated(est, exclude=identity)) is not None:
             record(artifact, report, "estimate", better)
     with stages.bar(f"benchmarking {report.get('label') or artifact.name}") as bar:
