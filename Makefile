@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 TORCH_INDEX ?=
 TORCH_PIP_ARGS := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 MODEL ?= smollm2-135m
-# `make bench SECTION=float-native` runs one section (advisor/benchmarks/__main__.py)
+# `make bench SECTION=float-native` runs one section (advisor/benchmarks/__main__.py): also
+# predictions, hf, hf-w8, gguf-quantizers, scale (section 2 at 135M-3.0B parameters)
 SECTION ?= all
 
 .PHONY: demo test bench lint clean

@@ -8,7 +8,8 @@
   --section S   run one section alone (`float-native`: the headline of section 1;
                 `predictions`: section 3 on the benched presets; `hf` / `hf-w8`: the 4-bit /
                 8-bit HF rows on both models; `gguf-quantizers`:
-                llama.cpp's and AutoRound's GGUF writers), keeping the other sections
+                llama.cpp's and AutoRound's GGUF writers; `scale`: section 2 on random-weight
+                models of 135M-3.0B parameters), keeping the other sections
                 of <out>/results.json from an earlier run; `make bench SECTION=float-native`
 
 The full suite empties <out> first (but for the random models of section 2) and runs every
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from advisor.benchmarks import page, sections
-from advisor.benchmarks.models import FAMILY, FamilySize, build_family_model
+from advisor.benchmarks.models import FAMILY, SCALE_FAMILY, FamilySize, build_family_model
 from advisor.benchmarks.run import Runner
 
 QUICK_FAMILY = (FamilySize("tiny-a-random", 128, 2, 256, 2, 1),
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--md", default="BENCHMARKS.md")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--section", choices=("all", "float-native", "predictions", "hf", "hf-w8",
-                                           "gguf-quantizers"), default="all")
+                                           "gguf-quantizers", "scale"), default="all")
     args = ap.parse_args(argv)
     work = Path(args.out).absolute()
     work.mkdir(parents=True, exist_ok=True)
@@ -226,6 +227,17 @@ def _one_section(work: Path, md: Path, quick: bool, section: str) -> int:
         results["hf"] = kept + _hf(r, work, sections.heldout_text(work), quick, wanted)
     elif section == "gguf-quantizers":
         results["gguf_quantizers"] = sections.gguf_quantizers(r, work, sections.heldout_text(work))
+    elif section == "scale":  # section 2 over SCALE_FAMILY; the embedded cold pick's row kept
+        models: list[tuple[str, str, int, int]] = []
+        for size in SCALE_FAMILY:
+            model_dir = str(build_family_model(size, work / "models"))
+            params, q3 = _q3km_size(r, model_dir)
+            models.append((size.name, model_dir, params, q3))
+        embedded = tuple(x for x in (results.get("cost") or {}).get("runs", [])
+                         if x.get("name") == "embedded")
+        results["cost"] = sections.tool_cost(r, work, models, extra=sections.COST_SETTINGS,
+                                             done=embedded)
+        results["stages"] = list(sections.STAGES)
     else:
         cache = work / "cache-predictions"
         shutil.rmtree(cache, ignore_errors=True)

@@ -26,6 +26,16 @@ FAMILY = (
 )
 
 
+# `make bench SECTION=scale` (issue 17): SmolLM2-135M's and SmolLM2-360M's published shapes,
+# SmolLM2-1.7B's, and Llama-3.2-3B's layer shape on SmolLM2's vocabulary (3.0B parameters)
+SCALE_FAMILY = (
+    FamilySize("smollm2-135m-random", 576, 30, 1536, 9, 3),
+    FamilySize("smollm2-360m-random", 960, 32, 2560, 15, 5),
+    FamilySize("smollm2-1.7b-random", 2048, 24, 8192, 32, 32),
+    FamilySize("llama3.2-3b-shape-random", 3072, 28, 8192, 24, 8),
+)
+
+
 def build_family_model(size: FamilySize, root: Path) -> Path:
     """An HF safetensors directory (float16, random weights, seed 0) with the embedded model's
     config and tokenizer but `size`'s shapes; reused when already written."""

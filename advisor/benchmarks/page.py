@@ -252,7 +252,8 @@ def markdown(results: dict[str, Any], plot_rel: str | None) -> str:
     ]
     if not results.get("quality"):
         return "\n".join(out + hf_section(results) + gguf_quantizer_section(results)
-                         + prediction_section(results) + _tail(results))
+                         + cost_section(results) + prediction_section(results)
+                         + _tail(results))
     out += [
         "### The embedded model, every preset (already-quantized source)",
         "",
@@ -292,33 +293,7 @@ def markdown(results: dict[str, Any], plot_rel: str | None) -> str:
         out.append("")
     out += hf_section(results)
     out += gguf_quantizer_section(results)
-    cost = results.get("cost")
-    if cost:
-        settings = cost.get("settings") or []
-        out += ["## 2. The tool's own cost", "",
-                "`recommend` at the model's Q3_K_M byte size with an **empty cache** (F16 "
-                "reference, reference log-probs and sensitivity table all computed). Per stage: "
-                "wall seconds / peak RSS of the tool's process tree in MiB (sampled every 50 ms)."
-                " The embedded model's row is the cold pick of section 1: default settings, "
-                "importance matrix included. The random-weight rows (SmolLM2's layout built from "
-                "config, `advisor/benchmarks/models.py`; F16 safetensors sources, so a `convert` "
-                "stage) measure how the cost grows with size, with `"
-                + " ".join(settings) + "` so that three sizes fit in the hour: the same stages, "
-                "with fewer candidates realized and measured.", ""]
-        stages = [s for s in (results.get("stages") or []) if any(
-            s in r["stage_seconds"] for r in cost["runs"])]
-        out.append("| model | parameters | " + " | ".join(stages) + " | total wall | peak RSS |")
-        out.append("| --- | ---: | " + " | ".join("---:" for _ in stages) + " | ---: | ---: |")
-        for r in cost["runs"]:
-            cells = [f"{r['stage_seconds'].get(s, 0):.1f} s / "
-                     f"{r['stage_peak_rss'].get(s, 0) / MiB:.0f}" for s in stages]
-            out.append(f"| {r['name']} | {r['params'] / 1e6:.0f}M | " + " | ".join(cells)
-                       + f" | {r['wall_s']:.0f} s | {r['peak_rss'] / MiB:.0f} MiB |")
-        e = cost["exponents"]
-        out += ["", "Fitted growth exponent b of cost ~ parameters^b over the random-weight "
-                "sizes: total wall " + fmt(e.get("total")) + ", peak RSS "
-                + fmt(e.get("peak_rss")) + "; per stage: "
-                + ", ".join(f"{s} {fmt(e.get(s))}" for s in stages) + ".", ""]
+    out += cost_section(results)
     out += prediction_section(results)
     roof = results.get("roofline")
     if roof:
@@ -363,3 +338,43 @@ def gguf_quantizer_section(results: dict[str, Any]) -> list[str]:
         out.append(f"| {r['model']} | {r['preset']} | {r['quantizer']} | {r['size']:,} | "
                    f"{_ci(r)} | {ratio} | {r['fallbacks']} | {r['quantize_s']:.0f} s |")
     return out + [""]
+
+
+def cost_section(results: dict[str, Any]) -> list[str]:
+    """Section 2: recommend's wall time and peak RSS per stage and model, the fitted
+    exponents; nothing without a cost run."""
+    cost = results.get("cost")
+    if not cost:
+        return []
+    out: list[str] = []
+    settings = cost.get("settings") or []
+    out += ["## 2. The tool's own cost", "",
+            "`recommend` at the model's Q3_K_M byte size with an **empty cache** (F16 "
+            "reference, reference log-probs and sensitivity table all computed). Per stage: "
+            "wall seconds / peak RSS of the tool's process tree in MiB (sampled every 50 ms)."
+            " The embedded model's row is the cold pick of section 1: default settings, "
+            "importance matrix included. The random-weight rows (SmolLM2's layout built from "
+            "config, `advisor/benchmarks/models.py`; F16 safetensors sources, so a `convert` "
+            "stage) measure how the cost grows with size, with `"
+            + " ".join(settings) + "` so that every size fits the section's time: the same "
+            "stages, with fewer candidates realized and measured. Issue 17's memory bound, "
+            "0.5 x the model's F16 bytes + 1 GiB, is the last column.", ""]
+    stages = [s for s in (results.get("stages") or []) if any(
+        s in r["stage_seconds"] for r in cost["runs"])]
+    out.append("| model | parameters | " + " | ".join(stages)
+               + " | total wall | peak RSS | RSS bound |")
+    out.append("| --- | ---: | " + " | ".join("---:" for _ in stages)
+               + " | ---: | ---: | ---: |")
+    for r in cost["runs"]:
+        cells = [f"{r['stage_seconds'].get(s, 0):.1f} s / "
+                 f"{r['stage_peak_rss'].get(s, 0) / MiB:.0f}" for s in stages]
+        bound = (2 * r["params"] / 2 + 2**30) / MiB  # 0.5 x F16 bytes + 1 GiB
+        out.append(f"| {r['name']} | {r['params'] / 1e6:.0f}M | " + " | ".join(cells)
+                   + f" | {r['wall_s']:.0f} s | {r['peak_rss'] / MiB:.0f} MiB | "
+                   f"{bound:.0f} MiB |")
+    e = cost["exponents"]
+    out += ["", "Fitted growth exponent b of cost ~ parameters^b over the random-weight "
+            "sizes: total wall " + fmt(e.get("total")) + ", peak RSS "
+            + fmt(e.get("peak_rss")) + "; per stage: "
+            + ", ".join(f"{s} {fmt(e.get(s))}" for s in stages) + ".", ""]
+    return out

@@ -14,10 +14,24 @@ from advisor.space import PlanSpace
 from advisor.textdata import default_calibration_text
 
 ROW_SAMPLE = 1
-"""SensitivityConfig.row_sample of an anchored table. Every row: with every 4th row the table
-took 30.3 s instead of 51.7 s on the embedded model and its pick measured 0.0339 nats against
-0.0344, but on the rotated float-native copy 0.0635 against 0.0607 (4.6% worse; recommend
---max-size <Q3_K_M bytes> --candidates 1 --presets 1 --eval-windows 4 --bench-requests 1)."""
+"""SensitivityConfig.row_sample of an anchored table below ROW_SAMPLE_FROM parameters. Every row:
+with every 4th row the table took 30.3 s instead of 51.7 s on the embedded model and its pick
+measured 0.0339 nats against 0.0344, but on the rotated float-native copy 0.0635 against 0.0607
+(4.6% worse; recommend --max-size <Q3_K_M bytes> --candidates 1 --presets 1 --eval-windows 4
+--bench-requests 1)."""
+ROW_SAMPLE_LARGE = 4
+ROW_SAMPLE_FROM = 1e9
+"""From 1B parameters every 4th row: there quantizing every candidate type of every tensor is
+the table's cost, in time and in memory (a layer's candidates, in float32, for the layer being
+measured and the one prepared beside it). A random-weight SmolLM2-1.7B (fast settings): table
+351 s and 4.99 GB peak RSS with every row (issue 17's bound there is 2.78 GB)."""
+
+
+def row_sample(n_params: int, anchors: int) -> int:
+    """SensitivityConfig.row_sample for a model of `n_params` (1: every row, no anchors)."""
+    if not anchors:
+        return 1
+    return ROW_SAMPLE_LARGE if n_params >= ROW_SAMPLE_FROM else ROW_SAMPLE
 
 
 def gguf_sensitivity(spec: ModelSpec, space: PlanSpace, *, imatrix: bool, threads: int,
@@ -36,9 +50,9 @@ def gguf_sensitivity(spec: ModelSpec, space: PlanSpace, *, imatrix: bool, thread
         with stages.step("importance matrix (cached after the first run)"):
             values = imatrix_for(src, calib, key_path=src, threads=threads,
                                  max_chunks=IMATRIX_CHUNKS).values
+    config = SensitivityConfig(anchors=anchors, row_sample=row_sample(spec.n_params, anchors))
     with stages.bar("sensitivity table (cached after the first run)") as bar:
         return sensitivity_table(src, space, text=calib, imatrix=values, threads=threads,
-                                 config=SensitivityConfig(
-                                     anchors=anchors, row_sample=ROW_SAMPLE if anchors else 1),
+                                 config=config,
                                  on_progress=bar,
                                  device=resolve_device(device))

@@ -85,3 +85,29 @@ def test_gguf_writer_rows_are_judged_against_llama_cpp_with_imatrix() -> None:
     assert lines[-2].endswith(f"| {ar['vs_imatrix']['ratio']:.2f}x ({lo:.2f}-{hi:.2f}) | 2 | "
                               "66 s |")
     assert page.gguf_quantizer_section({}) == []
+
+
+def test_scale_family_spans_135m_to_3b_parameters() -> None:
+    """`make bench SECTION=scale` (issue 17): SmolLM2's layout (49,152-token vocabulary, tied
+    embedding) at four sizes; the parameter counts as its config gives them."""
+    from advisor.benchmarks.models import SCALE_FAMILY, FamilySize
+
+    def params(s: FamilySize) -> int:
+        kv = s.kv_heads * s.hidden // s.heads
+        layer = s.hidden * (2 * s.hidden + 2 * kv) + 3 * s.hidden * s.ffn + 2 * s.hidden
+        return 49152 * s.hidden + s.layers * layer + s.hidden
+
+    got = [params(s) for s in SCALE_FAMILY]
+    assert got == sorted(got)
+    assert [round(p / 1e8) for p in got] == [1, 4, 17, 30]  # 135M, 362M, 1.71B, 2.97B
+
+
+def test_the_cost_table_shows_issue_17s_memory_bound() -> None:
+    from advisor.benchmarks import page
+
+    run = {"name": "m", "params": 1e9, "wall_s": 10.0, "peak_rss": 2**30,
+           "stage_seconds": {"sensitivity": 5.0}, "stage_peak_rss": {"sensitivity": 2**30}}
+    text = "\n".join(page.cost_section({"stages": ["sensitivity"], "cost": {
+        "runs": [run], "exponents": {}, "settings": ["--no-imatrix"]}}))
+    assert "| RSS bound |" in text
+    assert "| m | 1000M | 5.0 s / 1024 | 10 s | 1024 MiB | 1978 MiB |" in text

@@ -122,3 +122,13 @@ def test_row_sampled_errors_keep_the_measured_kls(tmp_path: Path,
                    for g in rows[0].costs[name] if g not in measured and rows[0].costs[name][g]]
     assert ratios and all(0.5 < r < 2.0 for r in ratios)
     assert max(abs(r - 1) for r in ratios) > 1e-6  # the sample did change the estimates
+
+
+def test_models_from_1b_parameters_sample_every_4th_row() -> None:
+    """Issue 17: the table of a 1B+ model quantizes every 4th row of its candidates (time and
+    memory); smaller ones, and a table without anchors, every row."""
+    from advisor.sensitivity.gguf import ROW_SAMPLE_FROM, row_sample
+
+    assert row_sample(134_515_008, 8) == 1
+    assert row_sample(int(ROW_SAMPLE_FROM), 8) == 4 and row_sample(1_711_376_384, 8) == 4
+    assert row_sample(1_711_376_384, 0) == 1
