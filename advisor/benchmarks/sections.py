@@ -42,8 +42,8 @@ INT_WRITERS = ("rtn", "gptq", "awq", "autoround")
 HF_W4_ROWS = (("rtn", 4), ("gptq", 4), ("awq", 4), ("autoround", 4), ("nf4", 4))
 # the 8-bit schemes, each against 8-bit RTN (`make bench SECTION=hf-w8`)
 HF_W8_ROWS = (("rtn", 8), ("fp8", 8), ("smoothquant", 8))
-STAGES = ("inspect", "targets", "plan space", "sensitivity", "search", "realize", "measure",
-          "pick", "emit")
+STAGES = ("inspect", "convert", "targets", "plan space", "sensitivity", "search", "realize",
+          "measure", "pick", "emit")
 
 
 def heldout_text(root: Path) -> Path:
