@@ -212,8 +212,9 @@ def _host_note(fitted: dict[str, Any]) -> str:
     for phase, (_, _, n, how) in sorted(fitted.items()):
         src = ("this host's llama.cpp kernel timings per type (advisor.calibration.kernels)"
                if how == "kernels" else "this host's benches (advisor.calibration.host)")
-        scaled = (f", scaled by {n} earlier benches of other artifacts (band: their "
-                  "leave-one-out spread)" if how == "kernels" and n else "")
+        scaled = (f", scaled by {n} earlier benches of other artifacts"
+                  + (" (band: their leave-one-out spread)" if n >= 3 else "")
+                  if how == "kernels" and n else "")
         if how != "kernels":
             src += f", {n} earlier benches (band: their leave-one-out errors)"
         parts.append(f"{phase} from {src}{scaled}")

@@ -87,3 +87,14 @@ def test_cpu_host_stays_an_uncalibrated_roofline(tmp_path: Path) -> None:
     est = estimate(spec, plan_for_format(spec, "Q4_K_M"), get_hardware("epyc-9654", None))
     assert est.per_token.band is None
     assert any("uncalibrated roofline" in a for a in est.assumptions)
+
+
+def test_collected_cpu_rows_are_sourced_measurements() -> None:
+    """profiles/measurements/llama.cpp-cpu.csv (not fitted yet, its README says why): every row
+    a CPU-backend llama-bench figure with its page, a thread count and a positive rate."""
+    rows = profiles.measurements("llama.cpp-cpu")
+    assert len(rows) >= 60 and len({r["device"] for r in rows}) >= 10
+    for row in rows:
+        assert row["source_url"].startswith("https://") and row["backend"].startswith("CPU")
+        assert int(row["threads"]) >= 1 and float(row["tokens_per_s"]) > 0
+        assert row["test"][:2] in ("pp", "tg")
