@@ -95,15 +95,29 @@ def store_version() -> tuple[int, int] | None:
         return None
 
 
+def _entry(data: dict[str, Any], host: str, shape: Shape) -> dict[str, Any]:
+    """One host and shape's timings, numbers only: the store is the cache's file, and a torn or
+    edited one must cost the calibration, never an estimate (a traceback)."""
+    by_host = data.get(host)
+    entry = by_host.get(shape.key) if isinstance(by_host, dict) else None
+    if not isinstance(entry, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for phase in ("decode", "prefill"):
+        rates = entry.get(phase)
+        if isinstance(rates, dict):
+            out[phase] = {str(t): float(v) for t, v in rates.items()
+                          if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0}
+    att = entry.get("attention")
+    if isinstance(att, (int, float)) and not isinstance(att, bool) and att >= 0:
+        out["attention"] = float(att)
+    return out
+
+
 def table(host: str, shape: Shape) -> dict[str, Any]:
     """The stored timings of `shape` on `host` ({} when none)."""
-    path = _store()
-    try:
-        st = path.stat()
-    except OSError:
-        return {}
-    entry = _read(str(path), st.st_mtime_ns, st.st_size).get(host, {}).get(shape.key, {})
-    return entry if isinstance(entry, dict) else {}
+    version = store_version()
+    return _entry(_read(str(_store()), *version), host, shape) if version else {}
 
 
 def types_of(features: dict[str, float]) -> set[str]:
@@ -125,14 +139,15 @@ def untimed(features: dict[str, float], host: str) -> set[str]:
 def save(host: str, shape: Shape, new: dict[str, Any]) -> None:
     """Add timings (`advisor.measure.latency.kernels.measure`) to the store, replacing the file
     whole. A store that cannot be written costs the calibration, never the bench: a warning."""
-    path = _store()
-    data = dict(_read(str(path), *_version(path))) if path.exists() else {}
-    entry = dict(data.get(host, {}).get(shape.key, {}))
+    path, version = _store(), store_version()
+    data = dict(_read(str(path), *version)) if version else {}
+    entry = _entry(data, host, shape)
     for phase in ("decode", "prefill"):
         entry[phase] = {**entry.get(phase, {}), **new.get(phase, {})}
     if "attention" in new:
         entry["attention"] = new["attention"]
-    data[host] = {**data.get(host, {}), shape.key: entry}
+    others = data.get(host)
+    data[host] = {**(others if isinstance(others, dict) else {}), shape.key: entry}
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".host-kernels-")
         with os.fdopen(fd, "w", encoding="utf-8") as f:

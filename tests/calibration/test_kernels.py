@@ -106,3 +106,22 @@ def test_benches_scale_the_kernel_sum(tmp_path: Path, monkeypatch: pytest.Monkey
     # types the host never timed: the benches' own fit, as before
     other = {**new, "w:IQ2_XS": 1e8}
     assert host.predict(other)["decode"][3] == "benches"
+
+
+def test_a_torn_or_edited_store_costs_the_calibration_not_the_estimate(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUANT_ADVISOR_CACHE", str(tmp_path))
+    key, shape = host.host_key(), shape_for(TINY)
+    f = {**TINY, "w:Q8_0": 1e6, "prompt_tokens": 512.0, "attention_units": 1e4}
+    for junk in ('{"torn', "[1, 2]", json.dumps({key: [1]}), json.dumps({key: {shape.key: 3}}),
+                 json.dumps({key: {shape.key: {"decode": {"Q8_0": "fast"}, "attention": None}}})):
+        (tmp_path / kernels.STORE).write_text(junk)
+        assert kernels.seconds(f, key) == {}
+        assert kernels.untimed(f, key) == {"Q8_0", "attention"}
+    # a good timing beside junk is kept, the junk dropped when the store is written again
+    (tmp_path / kernels.STORE).write_text(json.dumps(
+        {key: {shape.key: {"decode": {"Q8_0": 4e-11, "Q4_0": "x"}, "attention": 1e-8}}}))
+    assert kernels.untimed(f, key) == set()
+    kernels.save(key, shape, {"decode": {"Q6_K": 5e-11}, "prefill": {}})
+    kept = json.loads((tmp_path / kernels.STORE).read_text())[key][shape.key]
+    assert kept["decode"] == {"Q8_0": 4e-11, "Q6_K": 5e-11} and kept["attention"] == 1e-8

@@ -96,14 +96,13 @@ def _timed(path: Path, threads: int, context: int) -> tuple[float, float]:
         runner.close()
 
 
-def _per_layer(shape: Shape, type_name: str, threads: int, tmp: Path,
-               context: int = PROMPT) -> tuple[float, float]:
+def _per_layer(shape: Shape, type_name: str, threads: int, tmp: Path) -> tuple[float, float]:
     """(prompt seconds, decode seconds) of one layer: the difference of the two depths."""
     out = []
     for depth in DEPTHS:
         path = tmp / f"{type_name}-{depth}.gguf"
         _write(path, shape, type_name, depth)
-        out.append(_timed(path, threads, context))
+        out.append(_timed(path, threads, PROMPT))
         path.unlink()
     span = DEPTHS[1] - DEPTHS[0]
     return ((out[1][0] - out[0][0]) / span, (out[1][1] - out[0][1]) / span)
