@@ -139,11 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     save()
 
     family = QUICK_FAMILY if args.quick else FAMILY
-    models: list[tuple[str, str, int, int]] = []
+    models: list[tuple[str, str, int, int, bool]] = []
     for size in family:
         path = str(build_family_model(size, work / "models"))
         params, q3 = _q3km_size(r, path)
-        models.append((size.name, path, params, q3))
+        models.append((size.name, path, params, q3, size.fitted))
     extra = ("--no-imatrix", "--trials", "4", "--candidates", "1", "--presets", "1") \
         if args.quick else sections.COST_SETTINGS
     results["cost"] = sections.tool_cost(r, work, models, extra=extra, done=tuple(
@@ -228,11 +228,11 @@ def _one_section(work: Path, md: Path, quick: bool, section: str) -> int:
     elif section == "gguf-quantizers":
         results["gguf_quantizers"] = sections.gguf_quantizers(r, work, sections.heldout_text(work))
     elif section == "scale":  # section 2 over SCALE_FAMILY; the embedded cold pick's row kept
-        models: list[tuple[str, str, int, int]] = []
+        models: list[tuple[str, str, int, int, bool]] = []
         for size in SCALE_FAMILY:
             model_dir = str(build_family_model(size, work / "models"))
             params, q3 = _q3km_size(r, model_dir)
-            models.append((size.name, model_dir, params, q3))
+            models.append((size.name, model_dir, params, q3, size.fitted))
         embedded = tuple(x for x in (results.get("cost") or {}).get("runs", [])
                          if x.get("name") == "embedded")
         results["cost"] = sections.tool_cost(r, work, models, extra=sections.COST_SETTINGS,

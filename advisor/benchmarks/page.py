@@ -353,9 +353,9 @@ def cost_section(results: dict[str, Any]) -> list[str]:
             "reference, reference log-probs and sensitivity table all computed). Per stage: "
             "wall seconds / peak RSS of the tool's process tree in MiB (sampled every 50 ms)."
             " The embedded model's row is the cold pick of section 1: default settings, "
-            "importance matrix included. The random-weight rows (SmolLM2's layout built from "
-            "config, `advisor/benchmarks/models.py`; F16 safetensors sources, so a `convert` "
-            "stage) measure how the cost grows with size, with `"
+            "importance matrix included. The random-weight rows (the llama layout on SmolLM2's "
+            "vocabulary built from config, `advisor/benchmarks/models.py`; F16 safetensors "
+            "sources, so a `convert` stage) measure how the cost grows with size, with `"
             + " ".join(settings) + "` so that every size fits the section's time: the same "
             "stages, with fewer candidates realized and measured. Issue 17's memory bound, "
             "0.5 x the model's F16 bytes + 1 GiB, is the last column.", ""]
@@ -369,11 +369,18 @@ def cost_section(results: dict[str, Any]) -> list[str]:
         cells = [f"{r['stage_seconds'].get(s, 0):.1f} s / "
                  f"{r['stage_peak_rss'].get(s, 0) / MiB:.0f}" for s in stages]
         bound = (2 * r["params"] / 2 + 2**30) / MiB  # 0.5 x F16 bytes + 1 GiB
-        out.append(f"| {r['name']} | {r['params'] / 1e6:.0f}M | " + " | ".join(cells)
+        name = r["name"] + ("" if r.get("fitted", True) else " (not fitted)")
+        out.append(f"| {name} | {r['params'] / 1e6:.0f}M | " + " | ".join(cells)
                    + f" | {r['wall_s']:.0f} s | {r['peak_rss'] / MiB:.0f} MiB | "
                    f"{bound:.0f} MiB |")
     e = cost["exponents"]
-    out += ["", "Fitted growth exponent b of cost ~ parameters^b over the random-weight "
+    if any(not r.get("fitted", True) for r in cost["runs"]):
+        out += ["", "Rows marked *not fitted* have widths that do not split into llama.cpp's "
+                "256-value blocks (SmolLM2's 576 and 960): there every K- and IQ-type falls "
+                "back to a cheaper legacy type, so their realize and sensitivity stages time "
+                "other quantizers than the fitted rows'. The fit keeps the widths that do "
+                "split, so that it measures size alone."]
+    out += ["", "Fitted growth exponent b of cost ~ parameters^b over the fitted random-weight "
             "sizes: total wall " + fmt(e.get("total")) + ", peak RSS "
             + fmt(e.get("peak_rss")) + "; per stage: "
             + ", ".join(f"{s} {fmt(e.get(s))}" for s in stages) + ".", ""]

@@ -293,25 +293,27 @@ def _fit(sizes: list[float], values: list[float]) -> float | None:
     return float(np.polyfit(x, y, 1)[0])
 
 
-def tool_cost(r: Runner, work: Path, models: list[tuple[str, str, int, int]],
+def tool_cost(r: Runner, work: Path, models: list[tuple[str, str, int, int, bool]],
               extra: tuple[str, ...] = (), done: tuple[dict[str, Any], ...] = ()) -> \
         dict[str, Any]:
     """A `recommend` (with `extra`) per model, each with an empty cache (cold: reference,
     sensitivity, importance matrix when on, all computed): wall time and peak RSS per stage
     from its report, whole-run wall and peak RSS of the process tree, and the fitted growth
     exponent with the parameter count. `models` = (name, path or alias, parameters, --max-size
-    bytes); `done` = rows measured beforehand (the embedded model's cold pick, default settings)."""
+    bytes, in the fit); `done` = rows measured beforehand (the embedded model's cold pick,
+    default settings), never fitted."""
     runs = list(done)
-    for name, model, n_params, max_size in models:
+    for name, model, n_params, max_size, fitted in models:
         with tempfile.TemporaryDirectory(prefix="qa-bench-cache-") as cache:
             out = work / "cost" / name
             ran: Ran = r.advisor("recommend", "--model", model, "--max-size", str(max_size),
                                  *extra, "--out", out, "--json",
                                  env={"QUANT_ADVISOR_CACHE": cache},
                                  note="empty cache")
-        runs.append(_cost_row(name, model, n_params, max_size, ran, ran.json()))
+        runs.append(_cost_row(name, model, n_params, max_size, ran, ran.json())
+                    | {"fitted": fitted})
     fits = {}
-    scaled = [x for x in runs if x["name"] != "embedded"] or runs
+    scaled = [x for x in runs if x["name"] != "embedded" and x.get("fitted", True)] or runs
     params = [float(x["params"]) for x in scaled]
     fits["total"] = _fit(params, [x["wall_s"] for x in scaled])
     fits["peak_rss"] = _fit(params, [float(x["peak_rss"]) for x in scaled])

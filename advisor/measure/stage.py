@@ -35,10 +35,11 @@ def read_artifact(artifact: Path) -> dict[str, Any]:
 
 def evaluate(spec: ModelSpec, artifact: Path, text: str, max_windows: int, window: int,
              stages: Stages, threads: int = 0,
-             report: dict[str, Any] | None = None) -> QualityResult:
+             report: dict[str, Any] | None = None, device: str = "auto") -> QualityResult:
     """KL, top-1 and perplexity of the artifact against `spec`'s F16 reference, recorded in its
     report.json. `report`: the artifact's report when the caller holds it (it is updated in
-    place and written); read from the directory otherwise."""
+    place and written); read from the directory otherwise. `device`: a `--device` value, where a
+    streamed reference runs (advisor.measure.quality.streamed)."""
     from advisor.measure.quality import WindowConfig, measure_quality, reference_logprobs
     from backends import get_backend
     from backends.gguf import f16_reference
@@ -56,7 +57,8 @@ def evaluate(spec: ModelSpec, artifact: Path, text: str, max_windows: int, windo
     with stages.step("preparing the F16 reference"):
         ref_model = f16_reference(spec, threads)
     with stages.bar("reference log-probs (cached after the first run)") as bar:
-        ref = reference_logprobs(ref_model, text, cfg, threads=threads, on_progress=bar)
+        ref = reference_logprobs(ref_model, text, cfg, threads=threads, on_progress=bar,
+                                 device=device)
     runner = get_backend(report["backend"]).load(artifact, n_ctx=window, threads=threads)
     try:
         with stages.bar(f"scoring {report.get('label') or artifact.name}") as bar:

@@ -135,7 +135,7 @@ def recommend(model: str, targets: Targets, target: str | None, out: Path,
         measured = results.measure_candidates(
             realized,
             lambda r: evaluate(spec, r.directory, eval_text, cfg.eval_windows, EVAL_WINDOW,
-                               stages, cfg.threads, report=r.report),
+                               stages, cfg.threads, report=r.report, device=cfg.device),
             lambda r: bench(r.directory, wl.prompt_tokens, wl.new_tokens, wl.concurrency,
                             cfg.bench_requests, cfg.bench_warmup, eval_text, stages,
                             cfg.threads, report=r.report),

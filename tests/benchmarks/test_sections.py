@@ -88,8 +88,10 @@ def test_gguf_writer_rows_are_judged_against_llama_cpp_with_imatrix() -> None:
 
 
 def test_scale_family_spans_135m_to_3b_parameters() -> None:
-    """`make bench SECTION=scale` (issue 17): SmolLM2's layout (49,152-token vocabulary, tied
-    embedding) at four sizes; the parameter counts as its config gives them."""
+    """`make bench SECTION=scale` (issue 17): the llama layout on SmolLM2's vocabulary (49,152
+    tokens, tied embedding) at four fitted sizes, every width a whole number of 256-blocks (so
+    llama.cpp quantizes every size with the same kernels), and SmolLM2's own 135M and 360M
+    shapes shown outside the fit; the parameter counts as the config gives them."""
     from advisor.benchmarks.models import SCALE_FAMILY, FamilySize
 
     def params(s: FamilySize) -> int:
@@ -97,9 +99,16 @@ def test_scale_family_spans_135m_to_3b_parameters() -> None:
         layer = s.hidden * (2 * s.hidden + 2 * kv) + 3 * s.hidden * s.ffn + 2 * s.hidden
         return 49152 * s.hidden + s.layers * layer + s.hidden
 
-    got = [params(s) for s in SCALE_FAMILY]
+    fitted = [s for s in SCALE_FAMILY if s.fitted]
+    got = [params(s) for s in fitted]
     assert got == sorted(got)
-    assert [round(p / 1e8) for p in got] == [1, 4, 17, 30]  # 135M, 362M, 1.71B, 2.97B
+    assert [round(p / 1e8) for p in got] == [1, 4, 17, 30]  # 138M, 366M, 1.71B, 2.97B
+    for s in fitted:
+        kv = s.kv_heads * s.hidden // s.heads
+        assert s.hidden % 256 == s.ffn % 256 == kv % 256 == 0, s.name
+    shown = [s for s in SCALE_FAMILY if not s.fitted]
+    assert [round(params(s) / 1e6) for s in shown] == [135, 362]
+    assert all(s.hidden % 256 for s in shown)  # the widths that fall back to other types
 
 
 def test_the_cost_table_shows_issue_17s_memory_bound() -> None:
@@ -111,3 +120,7 @@ def test_the_cost_table_shows_issue_17s_memory_bound() -> None:
         "runs": [run], "exponents": {}, "settings": ["--no-imatrix"]}}))
     assert "| RSS bound |" in text
     assert "| m | 1000M | 5.0 s / 1024 | 10 s | 1024 MiB | 1978 MiB |" in text
+    aside = dict(run, name="s", fitted=False)
+    text = "\n".join(page.cost_section({"stages": ["sensitivity"], "cost": {
+        "runs": [run, aside], "exponents": {}, "settings": []}}))
+    assert "| s (not fitted) | 1000M |" in text and "| m | 1000M |" in text
