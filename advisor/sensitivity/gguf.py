@@ -49,7 +49,7 @@ def gguf_sensitivity(spec: ModelSpec, space: PlanSpace, *, imatrix: bool, thread
     if imatrix:
         with stages.step("importance matrix (cached after the first run)"):
             values = imatrix_for(src, calib, key_path=src, threads=threads,
-                                 max_chunks=IMATRIX_CHUNKS).values
+                                 max_chunks=IMATRIX_CHUNKS, device=resolve_device(device)).values
     config = SensitivityConfig(anchors=anchors, row_sample=row_sample(spec.n_params, anchors))
     with stages.bar("sensitivity table (cached after the first run)") as bar:
         return sensitivity_table(src, space, text=calib, imatrix=values, threads=threads,

@@ -63,6 +63,21 @@ def streamable(path: Path) -> bool:
     return arch in FAST_ARCHS and not any(f"{arch}.{k}" in kv for k in _UNHANDLED_KEYS)
 
 
+STREAM_FROM = 4e8
+"""Parameters from which a streamable model's reference logits (advisor.measure.quality.streamed)
+and importance matrix (advisor.sensitivity.importance) come from a sweep instead of llama.cpp,
+which maps the whole F16 file: issue 17's memory bound (0.5 x the F16 bytes + 1 GiB) applies from
+453M parameters up, and the 360M row of BENCHMARKS.md section 2 already peaked at 1.79 GB in its
+measure stage with llama.cpp's reference. Below it llama.cpp computes both, as it serves the
+candidates."""
+
+
+def streams(path: Path) -> bool:
+    """Whether the F16 reference at `path` is run streamed (STREAM_FROM)."""
+    n_params = sum(int(np.prod([int(x) for x in t.ne])) for t in header_of(path).tensors)
+    return n_params >= STREAM_FROM and streamable(path)
+
+
 class GGUFWeights:
     """A GGUF's tensors on demand, float32 in transformers' row order, from the mapped file."""
 

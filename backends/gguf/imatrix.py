@@ -227,36 +227,67 @@ class _Collector:
         return out
 
 
+def _chunks(session: LlamaSession, text: str, chunk_tokens: int,
+            max_chunks: int) -> list[list[int]]:
+    """compute_imatrix's chunks (l. 791-900): `chunk_tokens` each, the first token replaced by
+    BOS when the vocabulary adds one; a text shorter than one chunk is used whole."""
+    tokens = session.tokenize(text)
+    n_chunks = len(tokens) // chunk_tokens
+    if n_chunks == 0:
+        # llama-imatrix wants 2 chunks at least; a short text is used whole instead
+        if len(tokens) < MIN_ROWS:
+            raise BadInput(f"the calibration text has {len(tokens)} tokens",
+                           f"give at least {MIN_ROWS} (better several thousand)")
+        chunks = [tokens]
+    else:
+        n_chunks = min(n_chunks, max_chunks) if max_chunks > 0 else n_chunks
+        chunks = [tokens[i * chunk_tokens:(i + 1) * chunk_tokens] for i in range(n_chunks)]
+    return [[session.bos, *c[1:]] if session.add_bos else c for c in chunks]
+
+
+def streamed(gguf_path: Path) -> bool:
+    """Whether the importance matrix of `gguf_path` comes from the streamed sweep
+    (advisor.sensitivity.importance: a float model of the llama layout from 400M parameters)
+    rather than from llama.cpp, which maps the whole file."""
+    from advisor.sensitivity.stream import streams
+
+    return streams(gguf_path)
+
+
 def compute_imatrix(gguf_path: Path, text: str, *, threads: int = 0,
                     chunk_tokens: int = CHUNK_TOKENS, max_chunks: int = 0,
-                    process_output: bool = False) -> Imatrix:
-    """Run the model over `text` in chunks and collect the importance matrix (no cache)."""
-    collector = _Collector(process_output=process_output)
+                    process_output: bool = False, device: str = "cpu") -> Imatrix:
+    """Run the model over `text` in chunks and collect the importance matrix (no cache): in
+    llama.cpp, or streamed on `device` (a torch device) when `streamed(gguf_path)` and the head
+    is not asked for."""
     t0 = time.perf_counter()
-    with LlamaSession(gguf_path, n_ctx=chunk_tokens, n_batch=chunk_tokens, threads=threads,
-                      gpu_layers=0, cb_eval=collector.callback) as session:
-        tokens = session.tokenize(text)
-        n_chunks = len(tokens) // chunk_tokens
-        if n_chunks == 0:
-            # llama-imatrix wants 2 chunks at least; a short text is used whole instead
-            if len(tokens) < MIN_ROWS:
-                raise BadInput(f"the calibration text has {len(tokens)} tokens",
-                               f"give at least {MIN_ROWS} (better several thousand)")
-            chunks = [tokens]
-        else:
-            n_chunks = min(n_chunks, max_chunks) if max_chunks > 0 else n_chunks
-            chunks = [tokens[i * chunk_tokens:(i + 1) * chunk_tokens] for i in range(n_chunks)]
-        with llama_log_routed():
-            for chunk in chunks:
-                if session.add_bos:
-                    chunk = [session.bos, *chunk[1:]]
-                session.clear()
-                session.decode_all(chunk)  # every position an output (imatrix.cpp l. 886-893)
-                if collector.error is not None:
-                    raise collector.error
-    values = collector.result()
+    if not process_output and streamed(gguf_path):
+        from advisor.sensitivity.importance import streamed_imatrix
+        from backends.hf import torch_threads
+
+        with LlamaSession(gguf_path, n_ctx=chunk_tokens, n_batch=chunk_tokens, threads=1,
+                          vocab_only=True) as session:
+            chunks = _chunks(session, text, chunk_tokens, max_chunks)
+        import torch
+
+        with torch_threads(threads), torch.no_grad():
+            values = streamed_imatrix(gguf_path, chunks, device=device)
+    else:
+        collector = _Collector(process_output=process_output)
+        with LlamaSession(gguf_path, n_ctx=chunk_tokens, n_batch=chunk_tokens, threads=threads,
+                          gpu_layers=0, cb_eval=collector.callback) as session:
+            chunks = _chunks(session, text, chunk_tokens, max_chunks)
+            with llama_log_routed():
+                for chunk in chunks:
+                    session.clear()
+                    session.decode_all(chunk)  # every position an output (imatrix.cpp l. 886)
+                    if collector.error is not None:
+                        raise collector.error
+        values = collector.result()
     if not values:
         raise AdvisorError(f"imatrix: no matrix multiplication of {gguf_path} was collected")
+    if not all(np.isfinite(v).all() for v in values.values()):
+        raise AdvisorError(f"imatrix: non-finite activations in {gguf_path}")
     n_tok = sum(len(c) for c in chunks)
     log.info("importance matrix: %d tensors from %d tokens in %d chunks (%.1f s)",
              len(values), n_tok, len(chunks), time.perf_counter() - t0)
@@ -273,18 +304,20 @@ def values_digest(values: Mapping[str, np.ndarray]) -> str:
 
 
 def imatrix_for(gguf_path: Path, text: str, *, key_path: Path | None = None, threads: int = 0,
-                max_chunks: int = 0, use_cache: bool = True) -> Imatrix:
+                max_chunks: int = 0, use_cache: bool = True, device: str = "cpu") -> Imatrix:
     """The importance matrix of `gguf_path` on `text`, from the cache when computed before.
 
     `key_path` names the model in the cache key when `gguf_path` is a temporary conversion (the
-    Hugging Face directory it came from).
+    Hugging Face directory it came from). `device`: where a streamed one runs (a torch device;
+    the key does not depend on it).
     """
     from advisor.artifact.cache import cache_root, file_identity
 
     # the model by its full content digest (issue 22: a key of path, size and mtime gave a
     # changed source the original's cached values)
     key = (f"{file_identity(key_path or gguf_path)[:20]}-{text_sha256(text)[:20]}"
-           f"-c{CHUNK_TOKENS}-m{max_chunks}-v{ALGORITHM_VERSION}")
+           f"-c{CHUNK_TOKENS}-m{max_chunks}-v{ALGORITHM_VERSION}"
+           + ("-stream" if streamed(gguf_path) else ""))
     path = cache_root() / "imatrix" / f"{key}.npz"
     if use_cache and path.is_file():
         try:
@@ -293,7 +326,8 @@ def imatrix_for(gguf_path: Path, text: str, *, key_path: Path | None = None, thr
             return cached
         except (OSError, ValueError, KeyError) as e:
             log.warning("ignoring unreadable imatrix cache %s: %s", path, e)
-    result = compute_imatrix(gguf_path, text, threads=threads, max_chunks=max_chunks)
+    result = compute_imatrix(gguf_path, text, threads=threads, max_chunks=max_chunks,
+                             device=device)
     if use_cache:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,8 @@ from advisor.measure.quality.cache import (
     load_cache,
 )
 from advisor.measure.quality.metrics import log_softmax
-from advisor.measure.quality.streamed import streamed_logits, streams, tokenized_windows
+from advisor.measure.quality.streamed import streamed_logits, tokenized_windows
+from advisor.sensitivity.stream import streams
 from advisor.textdata import WindowConfig, make_windows, text_sha256
 from backends.base import Runner
 from backends.gguf import gguf_file
@@ -86,9 +87,7 @@ def _open_reference(reference: str | Path | RunnerFactory, identity: str | None,
         raise BadInput(f"reference {path} is not a GGUF model",
                        "pass a runner factory for other formats")
     model = gguf_file(path)
-    from advisor.inspect import inspect_model
-
-    if streams(model, inspect_model(model).n_params):
+    if streams(model):
         return (_streamed_scored(model, cfg, threads, device),
                 identity or f"{file_identity(model)}:torch-stream")
 
@@ -111,7 +110,7 @@ def reference_logprobs(reference: str | Path | RunnerFactory, text: str,
     `reference` is a GGUF file (or artifact directory) or a factory returning a loaded Runner
     whose context holds `cfg.n_ctx` tokens (the factory's runner is closed here; `identity` must
     then name what it loads). The reference's tokenizer cuts the text; candidates get the same
-    tokens. A GGUF of STREAM_FROM parameters or more is run streamed, on `device` (a
+    tokens. A GGUF of 400M parameters or more (stream.STREAM_FROM) is run streamed, on `device` (a
     `--device` value; advisor.measure.quality.streamed). The cache lives under
     `cache_root(cache_dir)/quality-ref/<key>`.
     """
