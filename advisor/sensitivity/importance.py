@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from advisor.progress.clock import release_freed_memory
 from advisor.sensitivity.stream import GGUFWeights, Sweep
 
 
@@ -54,4 +55,5 @@ def streamed_imatrix(path: Path, chunks: list[list[int]], *, device: str = "cpu"
             del layer
     finally:
         weights.close()
+        release_freed_memory()
     return {n: (v / rows[n]).cpu().numpy().astype(np.float32) for n, v in sums.items()}

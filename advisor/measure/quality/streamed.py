@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from advisor.progress.clock import release_freed_memory
 from advisor.textdata import WindowConfig, make_windows
 
 
@@ -83,3 +84,4 @@ def streamed_logits(path: Path, windows: np.ndarray, cfg: WindowConfig, *, threa
                 yield logits
     finally:
         weights.close()
+        release_freed_memory()
