@@ -83,27 +83,32 @@ def _tokens(path: Path, text: str, cfg: SensitivityConfig) -> np.ndarray:
     return make_windows(tokens, WindowConfig(n_ctx=cfg.n_ctx, max_windows=cfg.n_windows), bos)
 
 
+def _encoded(weight: np.ndarray, gtype: str,
+             importance: np.ndarray | None) -> tuple[np.ndarray, int | None]:
+    """Candidate `gtype` of `weight`: its GGML bytes and type id, or for a float type its float32
+    values and None (advisor.sensitivity.stream.decoded reads either back)."""
+    from kernels.ggml_quant import quantize
+
+    t = formats.ggml_type(gtype)
+    if t.is_quantized:
+        if t.requires_imatrix and importance is None:
+            raise BadInput(f"{gtype} needs importance weights, and the imatrix has none for "
+                           "this tensor", "drop the type from the menu")
+        imp = importance if t.uses_imatrix else None
+        return quantize(weight.reshape(-1, weight.shape[-1]), t.type_id, imp), t.type_id
+    if gtype == "F16":
+        return weight.astype(np.float16).astype(np.float32), None
+    if gtype == "BF16":
+        return torch.from_numpy(weight).to(torch.bfloat16).to(torch.float32).numpy(), None
+    return weight.copy(), None  # F32: the reference itself
+
+
 def _quantized(weight: np.ndarray, types: tuple[str, ...],
                importance: np.ndarray | None) -> list[torch.Tensor]:
-    from kernels.ggml_quant import quant_dequant
+    from advisor.sensitivity.stream import decoded
 
-    x = weight.reshape(-1, weight.shape[-1])
-    out = []
-    for g in types:
-        t = formats.ggml_type(g)
-        if t.is_quantized:
-            if t.requires_imatrix and importance is None:
-                raise BadInput(f"{g} needs importance weights, and the imatrix has none for "
-                               "this tensor", "drop the type from the menu")
-            imp = importance if t.uses_imatrix else None
-            out.append(torch.from_numpy(quant_dequant(x, t.type_id, imp)).reshape(weight.shape))
-        elif g == "F16":
-            out.append(torch.from_numpy(weight.astype(np.float16).astype(np.float32)))
-        elif g == "BF16":
-            out.append(torch.from_numpy(weight).to(torch.bfloat16).to(torch.float32))
-        else:  # F32: the reference itself
-            out.append(torch.from_numpy(weight.copy()))
-    return out
+    return [torch.from_numpy(decoded(*_encoded(weight, g, importance), weight.shape))
+            for g in types]
 
 
 Measured = tuple[dict[str, float], tuple[str, ...], "list[float] | None"]
@@ -267,7 +272,7 @@ def _streamed(path: Path, windows: np.ndarray, config: SensitivityConfig,
     measure = {t.name for t in work if t.layer is None or t.layer in anchored}
     with torch_threads(workers), torch.no_grad(), \
             ThreadPoolExecutor(max_workers=workers, thread_name_prefix="quantize") as pool:
-        quantize = pool_quantizer(_quantized, imatrix, pool)
+        quantize = pool_quantizer(_encoded, imatrix, pool)
         for round_ in range(2):
             kls, errors, n_scored = sweep(path, windows, config.scored_from, work, measure,
                                           quantize, torch.device(device),

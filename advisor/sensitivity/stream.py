@@ -24,10 +24,10 @@ from __future__ import annotations
 import copy
 import functools
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import torch
@@ -161,11 +161,47 @@ class _Recorder(torch.nn.Module):
         return hidden
 
 
-Prepared = tuple["np.ndarray | None", list[np.ndarray], "np.ndarray | None"]
+Prepared = tuple["np.ndarray | None", Sequence[np.ndarray], "Sequence[np.ndarray] | None"]
 """A tensor's sampled rows (None: all), its candidates on them, its cheapest candidate whole
 (None: not measured end to end)."""
-Quantizer = Callable[[TensorChoice, np.ndarray], list[np.ndarray]]
+Quantizer = Callable[[TensorChoice, np.ndarray], Sequence[np.ndarray]]
 """A tensor's candidate values (cheapest first), given its float32 weight."""
+Encoded = tuple[np.ndarray, "int | None"]
+"""A candidate as GGML bytes and their type id, or float32 values and None."""
+
+
+def decoded(data: np.ndarray, type_id: int | None, shape: tuple[int, ...]) -> np.ndarray:
+    """The float32 values of an Encoded candidate of a tensor of `shape` (libggml's own
+    dequantization, as llama.cpp's matmuls read the type)."""
+    from kernels.ggml_quant import dequantize
+
+    if type_id is None:
+        return data.reshape(shape)
+    return dequantize(data, type_id, (int(np.prod(shape[:-1])), shape[-1])).reshape(shape)
+
+
+class Candidates(Sequence[np.ndarray]):
+    """A tensor's candidates kept as GGML bytes, each decoded to float32 when read. Held as
+    float32, the candidates of the layer measured and of the one prepared beside it were the
+    sensitivity stage's peak: 2.78 GB for a 1.7B model with the importance-matrix menu (11
+    types), over issue 17's bound of 2.66 GB. Bytes take 0.27-1.06 of a float32 weight's 4."""
+
+    def __init__(self, items: list[Encoded], shape: tuple[int, ...]) -> None:
+        self._items, self._shape = items, shape
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @overload
+    def __getitem__(self, i: int) -> np.ndarray: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Candidates: ...
+
+    def __getitem__(self, i: int | slice) -> np.ndarray | Candidates:
+        if isinstance(i, slice):
+            return Candidates(self._items[i], self._shape)
+        return decoded(*self._items[i], self._shape)
 
 
 class Sweep:
@@ -311,7 +347,7 @@ def _sweep(s: Sweep, work: list[TensorChoice], measure: set[str], quantize: Quan
             sub = quantize(t, wt if rows is None else wt[rows])
             first = None
             if t.name in measure:  # the cheapest candidate whole, for its end-to-end KL
-                first = sub[0] if rows is None else quantize(_only(t, t.types[0]), wt)[0]
+                first = sub[:1] if rows is None else quantize(_only(t, t.types[0]), wt)
             out[t.name] = (rows, sub, first)
         return local, weights, out
 
@@ -353,7 +389,7 @@ def _sweep(s: Sweep, work: list[TensorChoice], measure: set[str], quantize: Quan
             if t.name in measure:
                 n = len(t.types) if errs is None or errs[0] <= 0.0 else 1
                 if n == 1 and whole is not None:
-                    vals = [whole]
+                    vals = whole
                 else:  # every candidate whole
                     vals = sub if picked is None else quantize(t, p.detach().cpu().numpy())
                 saved = p.data
@@ -422,16 +458,15 @@ def _quantized_rows(s: Sweep, t: TensorChoice, gtype: str,
     return lambda a, b: quantize(one, s.w.rows(t.name, np.arange(a, b)))[0]
 
 
-def pool_quantizer(quantized: Callable[[np.ndarray, tuple[str, ...], np.ndarray | None],
-                                       list[torch.Tensor]],
+def pool_quantizer(encode: Callable[[np.ndarray, str, np.ndarray | None], Encoded],
                    imatrix: Mapping[str, np.ndarray] | None,
                    pool: ThreadPoolExecutor) -> Quantizer:
     """Candidates of a tensor, its types quantized in parallel on `pool` (libggml releases the
-    GIL)."""
+    GIL) and kept as bytes (Candidates)."""
 
-    def run(t: TensorChoice, weight: np.ndarray) -> list[np.ndarray]:
+    def run(t: TensorChoice, weight: np.ndarray) -> Sequence[np.ndarray]:
         imp = imatrix.get(t.name) if imatrix is not None else None
-        futures = [pool.submit(quantized, weight, (g,), imp) for g in t.types]
-        return [f.result()[0].numpy() for f in futures]
+        futures = [pool.submit(encode, weight, g, imp) for g in t.types]
+        return Candidates([f.result() for f in futures], weight.shape)
 
     return run

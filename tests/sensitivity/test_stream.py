@@ -132,3 +132,21 @@ def test_models_from_1b_parameters_sample_every_4th_row() -> None:
     assert row_sample(134_515_008, 8) == 1
     assert row_sample(int(ROW_SAMPLE_FROM), 8) == 4 and row_sample(1_711_376_384, 8) == 4
     assert row_sample(1_711_376_384, 0) == 1
+
+
+def test_candidates_are_kept_as_bytes_and_read_back_as_llama_cpp_dequantizes_them() -> None:
+    import numpy as np
+
+    from advisor.formats import ggml_type
+    from advisor.sensitivity.measure import _encoded
+    from kernels.ggml_quant import quant_dequant
+
+    w = np.random.default_rng(0).standard_normal((8, 512)).astype(np.float32)
+    c = stream.Candidates([_encoded(w, g, None) for g in ("Q4_K", "Q8_0", "F16")], w.shape)
+    assert len(c) == 3 and len(list(c)) == 3
+    assert isinstance(c[1:], stream.Candidates) and len(c[1:]) == 2
+    np.testing.assert_array_equal(c[0], quant_dequant(w, ggml_type("Q4_K").type_id))
+    np.testing.assert_array_equal(c[1:][0], quant_dequant(w, ggml_type("Q8_0").type_id))
+    np.testing.assert_array_equal(c[2], w.astype(np.float16).astype(np.float32))
+    held = [data.nbytes for data, _ in c._items]
+    assert held[0] == 8 * 2 * 144 and held[1] == 8 * 16 * 34  # Q4_K, Q8_0 blocks: not float32
