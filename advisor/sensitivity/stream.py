@@ -67,9 +67,9 @@ STREAM_FROM = 4e8
 """Parameters from which a streamable model's reference logits (advisor.measure.quality.streamed)
 and importance matrix (advisor.sensitivity.importance) come from a sweep instead of llama.cpp,
 which maps the whole F16 file: issue 17's memory bound (0.5 x the F16 bytes + 1 GiB) applies from
-453M parameters up, and the 360M row of BENCHMARKS.md section 2 already peaked at 1.79 GB in its
-measure stage with llama.cpp's reference. Below it llama.cpp computes both, as it serves the
-candidates."""
+453M parameters up, and the 360M-366M rows of BENCHMARKS.md section 2 already peak at 1.68-1.73 GB
+in their measure stage with llama.cpp's reference. Below it llama.cpp computes both, as it serves
+the candidates."""
 
 
 def streams(path: Path) -> bool:
@@ -184,7 +184,8 @@ class Candidates(Sequence[np.ndarray]):
     """A tensor's candidates kept as GGML bytes, each decoded to float32 when read. Held as
     float32, the candidates of the layer measured and of the one prepared beside it were the
     sensitivity stage's peak: 2.78 GB for a 1.7B model with the importance-matrix menu (11
-    types), over issue 17's bound of 2.66 GB. Bytes take 0.27-1.06 of a float32 weight's 4."""
+    types), over issue 17's bound of 2.66 GB. Kept as bytes a weight takes 0.33 (Q2_K) to 1.06
+    (Q8_0) bytes instead of 4; with them that run peaked at 2.31 GB in this stage."""
 
     def __init__(self, items: list[Encoded], shape: tuple[int, ...]) -> None:
         self._items, self._shape = items, shape

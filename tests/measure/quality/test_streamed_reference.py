@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import advisor.measure.quality.streamed as streamed
+import advisor.sensitivity.stream as stream
 from advisor.inspect import inspect_model
 from advisor.measure.quality import WindowConfig, metrics, reference_logprobs
 from backends.gguf.convert import convert_hf_to_gguf
@@ -29,7 +30,7 @@ def tiny_f16(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 
 def _reference(path: Path, cache: Path, stream_from: float, monkeypatch: pytest.MonkeyPatch):
     with monkeypatch.context() as m:
-        m.setattr(streamed, "STREAM_FROM", stream_from)
+        m.setattr(stream, "STREAM_FROM", stream_from)
         return reference_logprobs(path, TEXT, CFG, cache_dir=cache, threads=2, device="cpu")
 
 
@@ -64,11 +65,11 @@ def test_the_sweep_never_maps_the_model(tiny_f16: Path) -> None:
 
 def test_only_large_models_of_the_llama_layout_stream(tiny_f16: Path, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    n = inspect_model(tiny_f16).n_params
-    assert not streamed.streams(tiny_f16, n)  # far below STREAM_FROM: llama.cpp computes it
-    assert streamed.streams(tiny_f16, int(streamed.STREAM_FROM))
+    assert not stream.streams(tiny_f16)  # far below STREAM_FROM: llama.cpp computes it
+    monkeypatch.setattr(stream, "STREAM_FROM", inspect_model(tiny_f16).n_params)
+    assert stream.streams(tiny_f16)
     build_tiny("qwen2", tmp_path / "hf", TEXT[:8000])
     other = convert_hf_to_gguf(inspect_model(tmp_path / "hf"), tmp_path / "gguf", out_type="F16")
-    assert not streamed.streams(other, int(streamed.STREAM_FROM))
+    assert not stream.streams(other)  # not the llama layout, whatever its size
     ref = _reference(other, tmp_path / "cache", 0, monkeypatch)
     assert ref.reference.endswith(":gguf-runner")
