@@ -39,8 +39,8 @@ def release_freed_memory() -> None:
 
     glibc raises its mmap threshold up to 32 MB each time a mapped block is freed, so after a
     torch stage the freed arrays of a few MB sit in the heap, resident, for the rest of the run:
-    after the streamed reference of a 1.7B model the process held 573 MB, 474 MB once trimmed.
-    Called at the end of every stage and after each streamed sweep (a few ms)."""
+    after the streamed reference of a 1.7B model the process held 573 MiB, 474 MiB once trimmed.
+    Called at the end of every stage and after each streamed sweep."""
     gc.collect()
     if sys.platform.startswith("linux"):
         try:

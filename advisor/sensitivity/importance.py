@@ -1,8 +1,9 @@
 """The importance matrix of a large float model from a streamed sweep (issue 17's memory bound).
 
-backends.gguf.imatrix computes it inside llama.cpp, which maps the whole F16 file (3.4 GB for a
-1.7B model, against a bound of 2.66 GB). From advisor.sensitivity.stream.STREAM_FROM parameters a
-model of the llama layout is instead run by the sweep, one layer in float at a time, all
+backends.gguf.imatrix computes it inside llama.cpp, which maps the whole F16 file (3.42 GB for a
+1.7B model, against a bound of 2,656 MiB = 2.79 GB). From
+advisor.sensitivity.stream.STREAM_FROM parameters a model of the llama layout is instead run by the
+sweep, one layer in float at a time, all
 calibration chunks at once: a forward pre-hook on every linear of a decoder layer adds x_j^2 of
 its input rows per column j, as llama-imatrix's collector does for every `blk.*` matmul (the
 head is left out, as there by default). The chunks are the collector's (512 tokens, BOS first);

@@ -67,8 +67,9 @@ STREAM_FROM = 4e8
 """Parameters from which a streamable model's reference logits (advisor.measure.quality.streamed)
 and importance matrix (advisor.sensitivity.importance) come from a sweep instead of llama.cpp,
 which maps the whole F16 file: issue 17's memory bound (0.5 x the F16 bytes + 1 GiB) applies from
-453M parameters up, and the 360M-366M rows of BENCHMARKS.md section 2 already peak at 1.68-1.73 GB
-in their measure stage with llama.cpp's reference. Below it llama.cpp computes both, as it serves
+453M parameters up, and the 360M-366M rows of BENCHMARKS.md section 2 already peak at
+1,679-1,732 MiB in their measure stage with llama.cpp's reference. Below it llama.cpp computes
+both, as it serves
 the candidates."""
 
 
@@ -183,9 +184,9 @@ def decoded(data: np.ndarray, type_id: int | None, shape: tuple[int, ...]) -> np
 class Candidates(Sequence[np.ndarray]):
     """A tensor's candidates kept as GGML bytes, each decoded to float32 when read. Held as
     float32, the candidates of the layer measured and of the one prepared beside it were the
-    sensitivity stage's peak: 2.78 GB for a 1.7B model with the importance-matrix menu (11
-    types), over issue 17's bound of 2.66 GB. Kept as bytes a weight takes 0.33 (Q2_K) to 1.06
-    (Q8_0) bytes instead of 4; with them that run peaked at 2.31 GB in this stage."""
+    sensitivity stage's peak: 2,781 MiB for a 1.7B model with the importance-matrix menu (11
+    types), over issue 17's bound of 2,656 MiB. Kept as bytes a weight takes 0.33 (Q2_K) to 1.06
+    (Q8_0) bytes instead of 4; with them that run peaked at 2,305 MiB in this stage."""
 
     def __init__(self, items: list[Encoded], shape: tuple[int, ...]) -> None:
         self._items, self._shape = items, shape

@@ -1,14 +1,15 @@
 """The reference logits of a large float model, one decoder layer in float at a time (issue 17).
 
-llama.cpp maps the whole F16 reference to compute its logits: 5.07 GB of peak RSS for the
-measure stage of a 1.7B model and 7.46 GB at 3.0B, against issue 17's bound of 0.5 x the F16
-bytes + 1 GiB (2.66 and 3.86 GB). From 400M parameters on (advisor.sensitivity.stream.STREAM_FROM,
-the importance matrix's threshold too), a model of the llama layout is instead run by the
+llama.cpp maps the whole F16 reference to compute its logits: 5,069 MiB of peak RSS for the
+measure stage of a 1.7B model and 7,460 MiB at 3.0B, against issue 17's bound of 0.5 x the F16
+bytes + 1 GiB (2,656 and 3,856 MiB). From 400M parameters on
+(advisor.sensitivity.stream.STREAM_FROM, the importance matrix's threshold too), a model of the
+llama layout is instead run by the
 sensitivity stage's sweep (advisor.sensitivity.stream.Sweep): every window at once through one
 layer at a time, read from the file with pread (no mapping; the next layer read while this one
 runs), then the head a chunk of vocabulary rows at a time, one window at a time. Peak memory: two
 layers in float32, the windows' activations, one window's logits. On the random-weight 1.7B, 8
-windows of 512 tokens: 113 s and 1.31 GB peak RSS (the whole process, torch included).
+windows of 512 tokens: 113 s and 1,310 MiB peak RSS (the whole process, torch included).
 
 The numerics are torch's float32 on the F16 weights, where llama.cpp's F16 matmuls round their
 activations to F16: mean KL(llama.cpp's F16 reference || streamed) 1.35e-6 nats on the embedded
