@@ -120,45 +120,63 @@ _Latency = tuple[float, float, _Band, _Band, list[str]]
 
 
 def _calibrated(spec: ModelSpec, plan: QuantPlan, hw: HardwareProfile, runtime: str,
-                wl: Workload, decode_bytes: float) -> _Latency | None:
+                wl: Workload, decode_bytes: float, decode_flops: float) -> _Latency | None:
     """TTFT and per-token seconds from the latency model fitted to published measurements of
     the deployment's class (advisor.calibration), with their held-out error bands; None when no
-    class fits (CPUs, transformers) or the accelerator lacks a datasheet rate."""
+    class fits (transformers), the device lacks a datasheet rate, or the CPU is this host's."""
     from advisor import calibration
 
     acc = hw.primary
     cls = calibration.runtime_class(runtime, acc.vendor.value if acc else None)
     dfit = calibration.lookup(cls, "decode") if cls else None
     pfit = calibration.lookup(cls, "prefill") if cls else None
-    if (cls is None or acc is None or dfit is None or pfit is None
-            or acc.memory_bandwidth is None):
+    if cls is None or dfit is None or pfit is None:
         return None
-    backend = "CUDA" if runtime == "vllm" else cls.split("/")[-1]
-    quant = "F16" if all(f in ("F16", "BF16", "F32") for f in plan.tensor_formats.values()) \
-        else "Q"
-    peaks = {k: v.value for k, v in acc.peak_tflops.items()}
-    if "fp16" not in peaks:
-        return None
-    key = calibration.peak_key(backend, quant)
-    if runtime == "vllm":  # FP8 / INT8 GEMMs at their own rate (the fit saw BF16 only)
-        key = next((_GPU_RATE_KEY[s] for s in set(plan.tensor_formats.values())
-                    if s in _GPU_RATE_KEY), "bf16")
-    catalogued = hw.source.partition("profile:")[2] or acc.name
-    peak = calibration.prefill_peak(catalogued, peaks, key, backend)
+    if acc is None:  # a catalogue CPU; this host has its own kernel timings and benches instead
+        from advisor.calibration.cpu import CPU_PEAK_KEY
+
+        fp = hw.cpu.peak_tflops.get(CPU_PEAK_KEY)
+        if not hw.source.startswith("profile:") or hw.cpu.memory_bandwidth is None or fp is None:
+            return None
+        bw, peak, key = hw.cpu.memory_bandwidth.value, fp.value * 1e12, f"CPU {CPU_PEAK_KEY}"
+    else:
+        if acc.memory_bandwidth is None:
+            return None
+        bw = acc.memory_bandwidth.value
+        backend = "CUDA" if runtime == "vllm" else cls.split("/")[-1]
+        quant = "F16" if all(f in ("F16", "BF16", "F32")
+                             for f in plan.tensor_formats.values()) else "Q"
+        peaks = {k: v.value for k, v in acc.peak_tflops.items()}
+        if "fp16" not in peaks:
+            return None
+        key = calibration.peak_key(backend, quant)
+        if runtime == "vllm":  # FP8 / INT8 GEMMs at their own rate (the fit saw BF16 only)
+            key = next((_GPU_RATE_KEY[s] for s in set(plan.tensor_formats.values())
+                        if s in _GPU_RATE_KEY), "bf16")
+        catalogued = hw.source.partition("profile:")[2] or acc.name
+        peak = calibration.prefill_peak(catalogued, peaks, key, backend)
     dims = calibration.ModelDims(spec.name, spec.n_layers, spec.hidden_size, spec.vocab_size,
                                  float(spec.n_params), spec.n_kv_heads * spec.head_dim,
                                  spec.tied_embeddings)
-    bw = acc.memory_bandwidth.value
-    per_token = dfit.coefficients.seconds(decode_bytes, bw, spec.n_layers)
+    cpu_peak = peak if acc is None else 0.0  # a CPU decode's FLOPs: the fit's compute term
+    per_token = dfit.coefficients.seconds(decode_bytes, bw, spec.n_layers, decode_flops,
+                                          cpu_peak)
     prompt_units = 1 if runtime == "vllm" else 0
     ttft = pfit.coefficients.seconds(dims.prefill_flops(wl.prompt_tokens) * wl.concurrency,
                                      peak, prompt_units)
     notes = [f"latency model of {cls} fitted to {dfit.rows} decode and {pfit.rows} prefill "
              f"published measurements on {len(set(dfit.devices) | set(pfit.devices))} devices "
-             f"(decode at {dfit.coefficients.efficiency:.2f} of the memory bandwidth + "
-             f"{dfit.coefficients.fixed_s * 1e6:.0f} us per layer; prefill at "
+             f"(decode at {dfit.coefficients.efficiency:.2f} of the memory bandwidth"
+             + (f" + {dfit.coefficients.fixed_s * 1e6:.0f} us per layer"
+                if dfit.coefficients.fixed_s else "")
+             + (f" + its FLOPs at {dfit.coefficients.compute_efficiency:.2f} of the CPU "
+                "peak" if cpu_peak and dfit.coefficients.compute_efficiency else "")
+             + "; prefill at "
              f"{pfit.coefficients.efficiency:.2f} of the {key} "
              "peak); bands: 10th-90th percentile of its leave-one-device-out errors"]
+    if acc is None:
+        notes.append("llama.cpp on every performance core (-t at their count), as the "
+                     "published CPU runs the fit uses")
     return (ttft, per_token, (ttft * pfit.band[0], ttft * pfit.band[1]),
             (per_token * dfit.band[0], per_token * dfit.band[1]), notes)
 
@@ -390,7 +408,7 @@ def estimate(spec: ModelSpec, plan: QuantPlan, hw: HardwareProfile,
     if plan.backend == "gguf":
         features.update(kernel_features(spec, plan, wl.prompt_tokens * batch,
                                         spec.n_layers * spec.n_heads * mean_ctx * batch))
-    lat = _calibrated(spec, plan, hw, runtime, wl, decode_bytes)
+    lat = _calibrated(spec, plan, hw, runtime, wl, decode_bytes, features["decode_flops"])
     if lat is None:
         lat = _roofline(spec, device, bw, flops, features)
         features.update(roofline_prefill=lat[0], roofline_decode=lat[1])

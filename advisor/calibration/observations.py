@@ -76,6 +76,8 @@ class Observation:
     source: str
     fixed_units: int = 0  # how many times the fixed cost is paid: layers (decode), 1 (a
     # server's prompt: scheduling) or 0 (llama-bench's prefill, no request around it)
+    flops: float = 0.0  # a CPU decode step's matmul FLOPs (the same cores stream the weights
+    peak: float = 0.0  # and compute: advisor.calibration.cpu), and the FLOP/s they run at
 
     @property
     def per_second(self) -> float:

@@ -31,8 +31,11 @@ def markdown() -> list[str]:
         unit = "us/layer" if test == "decode" else "ms/prompt"
         fixed = f.coefficients.fixed_s * (1e6 if test == "decode" else 1e3)
         err = "-" if f.loo_median_error is None else f"{100 * f.loo_median_error:.1f}%"
+        eff = f"{f.coefficients.efficiency:.3f}" + (
+            f" (FLOPs: {f.coefficients.compute_efficiency:.3f})"
+            if f.coefficients.compute_efficiency else "")
         out.append(f"| {cls} | {test} | {f.rows} | {len(f.devices)} | "
-                   f"{f.coefficients.efficiency:.3f} | {fixed:.0f} {unit} | {err} | "
+                   f"{eff} | {fixed:.0f} {unit} | {err} | "
                    f"{f.band[0]:.2f}-{f.band[1]:.2f} |")
     out += ["", f"The {WORST} worst held-out rows of each phase (predicted / measured tokens/s):",
             "", "| phase | class | device | model | predicted / measured |",

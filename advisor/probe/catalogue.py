@@ -108,8 +108,20 @@ def _cpu(entry: Mapping[str, Any], accelerated: bool) -> CpuInfo:
         isa=tuple(host.get("isa", ())),
         ram_total=ram,
         memory_bandwidth=bw,
-        peak_tflops={} if accelerated else peak_figures(entry),
+        peak_tflops=_cpu_peaks(entry, accelerated),
     )
+
+
+def _cpu_peaks(entry: Mapping[str, Any], accelerated: bool) -> dict[str, Figure]:
+    """The CPU's peak rates: the host block's where it lists them (a system-on-chip whose
+    top-level peaks are its GPU's), else the entry's own for a CPU-only entry."""
+    host = entry["host"]
+    if "peak_tflops" not in host:
+        return {} if accelerated else peak_figures(entry)
+    origin = (Origin.PREDICTED if host.get("nominal")
+              else _origin(entry, "host.peak_tflops"))
+    return {dtype: Figure(float(v), rate_unit(dtype), origin)
+            for dtype, v in host["peak_tflops"].items()}
 
 
 def profile_from_entry(entry: Mapping[str, Any]) -> HardwareProfile:

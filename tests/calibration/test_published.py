@@ -82,16 +82,10 @@ def test_estimate_uses_the_fit_and_lands_near_the_published_rows(tmp_path: Path)
         assert 1 / 3 < speed / float(row["tokens_per_s"]) < 3, row
 
 
-def test_cpu_host_stays_an_uncalibrated_roofline(tmp_path: Path) -> None:
-    spec = inspect_model(_llama3_8b(tmp_path), weights=False)
-    est = estimate(spec, plan_for_format(spec, "Q4_K_M"), get_hardware("epyc-9654", None))
-    assert est.per_token.band is None
-    assert any("uncalibrated roofline" in a for a in est.assumptions)
-
-
 def test_collected_cpu_rows_are_sourced_measurements() -> None:
-    """profiles/measurements/llama.cpp-cpu.csv (not fitted yet, its README says why): every row
-    a CPU-backend llama-bench figure with its page, a thread count and a positive rate."""
+    """profiles/measurements/llama.cpp-cpu.csv (the llama.cpp/CPU class: tests/calibration/
+    test_cpu_class.py): every row a CPU-backend llama-bench figure with its page, a thread count
+    and a positive rate."""
     rows = profiles.measurements("llama.cpp-cpu")
     assert len(rows) >= 60 and len({r["device"] for r in rows}) >= 10
     for row in rows:
