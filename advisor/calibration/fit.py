@@ -7,7 +7,7 @@ decode step's work is the bytes it reads (rate: memory bandwidth), a prefill's t
 prompt (rate: the peak of the kernels the runtime runs). A CPU decode step adds its matmul FLOPs
 over the FP32 peak times a second efficiency: the cores that stream the weights also do the dot
 products, and on a small CPU the two add up (held out, the bytes-only form missed the published
-CPU rows by a median 64%, this one by 45%). Efficiency and fixed cost are fitted
+CPU rows by a median 64%, this one by 47%). Efficiency and fixed cost are fitted
 per class (runtime and compute backend: llama.cpp on CUDA, on Metal, ...; vLLM), never per
 device, by least squares on the relative error. Each class's band is the 10th-90th percentile of
 measured/predicted over its leave-one-device-out predictions: a prediction for a device the fit
