@@ -24,17 +24,12 @@ import torch
 
 from advisor.errors import BadInput
 from advisor.inspect.gguf_header import read_header
+from backends.gguf import FAST_ARCHS, UNHANDLED_KEYS, decode, gguf_arch, gguf_config
 
 log = logging.getLogger(__name__)
 
-# Architectures loaded without transformers' GGUF reader: the weight processing of llama (q/k
-# un-permutation) is the only one this module reproduces and tests.
-FAST_ARCHS = frozenset({"llama"})
 # The way out when a model's per-tensor sensitivity cannot be measured (loader or replay)
 PRESET_FIX = "quantize it with a stock preset (advisor quantize --preset ...)"
-# Rope variants the fast path does not translate (transformers' loader does not either, except for
-# gpt-oss); a file with them goes through from_pretrained so that any error is transformers' own.
-_UNHANDLED_KEYS = ("rope.scaling.type", "rope.scaling.factor")
 
 
 @dataclass
@@ -48,15 +43,6 @@ class LoadedModel:
     seconds: float
 
 
-def _gguf_arch(architecture: str) -> Any:
-    from gguf.constants import MODEL_ARCH_NAMES
-
-    for arch, name in MODEL_ARCH_NAMES.items():
-        if name == architecture:
-            return arch
-    raise BadInput(f"gguf-py knows no architecture {architecture!r}", "upgrade the gguf package")
-
-
 def canonical_params(model: Any, architecture: str, n_layers: int) -> dict[str, torch.nn.Parameter]:
     """llama.cpp tensor name -> parameter, through gguf-py's HF->GGUF name map.
 
@@ -64,7 +50,7 @@ def canonical_params(model: Any, architecture: str, n_layers: int) -> dict[str, 
     """
     from gguf import get_tensor_name_map
 
-    tmap = get_tensor_name_map(_gguf_arch(architecture), n_layers)
+    tmap = get_tensor_name_map(gguf_arch(architecture), n_layers)
     out: dict[str, torch.nn.Parameter] = {}
     for hf_name, p in model.named_parameters():
         found = tmap.get_type_and_name(hf_name, try_suffixes=(".weight", ".bias"))
@@ -75,50 +61,11 @@ def canonical_params(model: Any, architecture: str, n_layers: int) -> dict[str, 
     return out
 
 
-def decode(raw: np.ndarray, gtype: Any, rows: int, n: int) -> np.ndarray:
-    """`rows` rows of `n` values stored as GGML type `gtype` (raw bytes) in float32 [rows, n]."""
-    from kernels.ggml_quant import dequantize
-
-    name = gtype.name
-    if name == "F32":
-        return raw.view(np.float32).reshape(rows, n).copy()
-    if name == "F16":
-        return raw.view(np.float16).astype(np.float32).reshape(rows, n)
-    if name == "BF16":
-        return (raw.view(np.uint16).astype(np.uint32) << 16).view(np.float32).reshape(rows, n)
-    return dequantize(raw, int(gtype), (rows, n))
-
-
 def _dequantized(buf: Any, data_offset: int, t: Any) -> np.ndarray:
     raw = np.frombuffer(buf, dtype=np.uint8, count=t.nbytes, offset=data_offset + t.offset)
     ne = list(t.ne)
     rows = int(np.prod(ne[1:])) if len(ne) > 1 else 1
     return decode(raw, t.type, rows, ne[0]).reshape(tuple(reversed(ne)))
-
-
-def gguf_config(header: Any) -> Any:
-    """The transformers config of a GGUF of a FAST_ARCHS architecture, from transformers' own
-    GGUF key table."""
-    import transformers
-    from transformers.integrations.ggml import GGUF_CONFIG_MAPPING
-
-    kv = header.kv
-    arch = kv["general.architecture"]
-    cfg: dict[str, Any] = {}
-    mapping: dict[str, Any] = GGUF_CONFIG_MAPPING[arch]  # type: ignore[assignment]
-    for key, hf_key in mapping.items():
-        if f"{arch}.{key}" in kv and hf_key is not None:
-            cfg[hf_key] = kv[f"{arch}.{key}"]
-    names = {t.name for t in header.tensors}
-    cfg["tie_word_embeddings"] = "output.weight" not in names
-    if "vocab_size" not in cfg:
-        tokens = kv.get("tokenizer.ggml.tokens")
-        cfg["vocab_size"] = getattr(tokens, "count", None) or len(tokens)
-    for key, hf_key in (("tokenizer.ggml.bos_token_id", "bos_token_id"),
-                        ("tokenizer.ggml.eos_token_id", "eos_token_id")):
-        if key in kv:
-            cfg[hf_key] = kv[key]
-    return transformers.AutoConfig.for_model(arch, **cfg)
 
 
 def _fast_load(path: Path, header: Any, n_layers: int) -> Any:
@@ -141,7 +88,7 @@ def _fast_load(path: Path, header: Any, n_layers: int) -> Any:
     with no_init_weights():  # every weight is assigned below; skip 3 s of random init
         model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32,
                                                               trust_remote_code=False)
-    tmap = get_tensor_name_map(_gguf_arch(arch), n_layers)
+    tmap = get_tensor_name_map(gguf_arch(arch), n_layers)
     state = {}
     for hf_name, _ in model.named_parameters(remove_duplicate=False):
         found = tmap.get_type_and_name(hf_name, try_suffixes=(".weight", ".bias"))
@@ -203,7 +150,7 @@ def load_gguf_model(path: str | Path) -> LoadedModel:
     header = read_header(path)
     arch = str(header.kv.get("general.architecture"))
     n_layers = int(header.kv.get(f"{arch}.block_count", 0))
-    fast = arch in FAST_ARCHS and not any(f"{arch}.{k}" in header.kv for k in _UNHANDLED_KEYS)
+    fast = arch in FAST_ARCHS and not any(f"{arch}.{k}" in header.kv for k in UNHANDLED_KEYS)
     if fast:
         model = _fast_load(path, header, n_layers)
     else:

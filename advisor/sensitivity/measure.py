@@ -198,8 +198,7 @@ def measure_sensitivity(
     """Measure the table (no cache). See `sensitivity_table` for the arguments. An anchored
     table of a llama-layout GGUF is measured in one streamed sweep (advisor.sensitivity.stream:
     one layer in float at a time, on `device`); the rest hold the model in float32."""
-    from advisor.sensitivity.stream import streamable
-    from backends.gguf import default_threads
+    from backends.gguf import default_threads, streamable
 
     t0 = time.perf_counter()
     path = Path(gguf_path)
@@ -239,7 +238,7 @@ against 33.8 s, peak RSS 2.6 GiB against 1.15 GiB)."""
 
 
 def _float32_bytes(path: Path) -> int:
-    from advisor.sensitivity.stream import header_of
+    from backends.gguf import header_of
 
     return 4 * sum(int(np.prod([int(x) for x in t.ne])) for t in header_of(path).tensors)
 
@@ -253,7 +252,8 @@ def _streamed(path: Path, windows: np.ndarray, config: SensitivityConfig,
               on_progress: ProgressFn | None, device: str = "cpu") -> Costs:
     """The anchored table from streamed sweeps: the anchors (and embedding, head) measured, the
     rest scaled; a tensor left without a gain of its role is measured by a second sweep."""
-    from advisor.sensitivity.stream import GGUFWeights, pool_quantizer, sweep
+    from advisor.sensitivity.stream import pool_quantizer, sweep
+    from backends.gguf import GGUFWeights
 
     names = GGUFWeights.names(path)
     absent = [t.name for t in work if t.name not in names]

@@ -27,25 +27,9 @@ import torch
 
 from advisor.errors import BadInput
 from advisor.sensitivity.loader import PRESET_FIX, LoadedModel
+from backends.gguf import first_output, repeat_batch
 
 log = logging.getLogger(__name__)
-
-
-def _first(out: Any) -> torch.Tensor:
-    return out[0] if isinstance(out, tuple) else out
-
-
-def _repeat_batch(value: Any, batch: int, times: int) -> Any:
-    """Repeat tensors whose leading dim is the window batch (masks); broadcastable ones stay."""
-    if times == 1:
-        return value
-    if isinstance(value, torch.Tensor):
-        if value.dim() > 0 and value.shape[0] == batch and batch > 1:
-            return value.repeat(times, *([1] * (value.dim() - 1)))
-        return value
-    if isinstance(value, tuple):
-        return tuple(_repeat_batch(v, batch, times) for v in value)
-    return value
 
 
 class LayerCache:
@@ -145,9 +129,9 @@ class LayerCache:
             kwargs = {}
             for k, v in kw.items():
                 if id(v) not in repeated:
-                    repeated[id(v)] = _repeat_batch(v, self.batch, times)
+                    repeated[id(v)] = repeat_batch(v, self.batch, times)
                 kwargs[k] = repeated[id(v)]
-            hidden = _first(layer(hidden, **kwargs))
+            hidden = first_output(layer(hidden, **kwargs))
         return hidden
 
     def _logprobs_from_normed(self, normed: torch.Tensor,
@@ -209,7 +193,8 @@ class LayerCache:
                     p = local[self._where[name][1]]
                     saved[name] = p.data
                     p.data = value.reshape(p.data.shape).to(p.data.dtype)
-                outs.append(_first(private(self.layer_inputs[layer], **self.layer_kwargs[layer])))
+                outs.append(first_output(private(self.layer_inputs[layer],
+                                                 **self.layer_kwargs[layer])))
                 for name, data in saved.items():
                     local[self._where[name][1]].data = data
             hidden = self._run_layers(torch.cat(outs), layer + 1, times=len(idx))

@@ -2,8 +2,8 @@
 
 advisor.sensitivity.runner holds the whole model in float32 (2x its F16 bytes) and replays the
 layers after each measured one. Here the model is a skeleton on torch's meta device; the sweep
-goes through the layers once, in order, each materialized from the GGUF (libggml dequantizes it,
-transformers' own tensor processor un-permutes q/k), run, and dropped:
+goes through the layers once, in order, each materialized from the GGUF by backends.gguf.layers
+(libggml dequantizes it, transformers' own tensor processor un-permutes q/k), run, and dropped:
 
 - the reference hidden state goes through the layer; the inputs of its linears are recorded on
   the way (forward pre-hooks) for the output errors ||(W'-W)x||^2 of every candidate;
@@ -21,9 +21,6 @@ give the same table).
 
 from __future__ import annotations
 
-import copy
-import functools
-import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,134 +29,11 @@ from typing import Any, overload
 import numpy as np
 import torch
 
-from advisor.errors import BadInput
-from advisor.inspect.gguf_header import read_header
-from advisor.sensitivity.loader import _UNHANDLED_KEYS, FAST_ARCHS, decode, gguf_config
-from advisor.sensitivity.runner import _first, _repeat_batch
 from advisor.space.choices import TensorChoice
+from backends.gguf import GGUFWeights, Sweep
 
-HEAD_CHUNK = 8192  # vocabulary rows of the head in float32 at a time
 SCORE_GROUP = 8  # perturbed candidates scored per pass through the head
 MIN_SAMPLED_ROWS = 64  # a tensor's row sample is never smaller (else every row is quantized)
-
-
-@functools.lru_cache(maxsize=4)
-def _read(path: str, size: int, mtime_ns: int) -> Any:
-    return read_header(Path(path))
-
-
-def header_of(path: Path) -> Any:
-    """The GGUF header of `path`, parsed once per file version (a 49k-token vocabulary takes
-    ~0.3 s to parse)."""
-    st = Path(path).stat()
-    return _read(str(path), st.st_size, st.st_mtime_ns)
-
-
-def streamable(path: Path) -> bool:
-    """Whether the GGUF at `path` can be swept layer by layer (its architecture's weight
-    processing is the fast loader's)."""
-    kv = header_of(path).kv
-    arch = str(kv.get("general.architecture"))
-    return arch in FAST_ARCHS and not any(f"{arch}.{k}" in kv for k in _UNHANDLED_KEYS)
-
-
-STREAM_FROM = 4e8
-"""Parameters from which a streamable model's reference logits (advisor.measure.quality.streamed)
-and importance matrix (advisor.sensitivity.importance) come from a sweep instead of llama.cpp,
-which maps the whole F16 file: issue 17's memory bound (0.5 x the F16 bytes + 1 GiB) applies from
-453M parameters up, and the 360M-366M rows of BENCHMARKS.md section 2 already peak at
-1,679-1,732 MiB in their measure stage with llama.cpp's reference. Below it llama.cpp computes
-both, as it serves
-the candidates."""
-
-
-def streams(path: Path) -> bool:
-    """Whether the F16 reference at `path` is run streamed (STREAM_FROM)."""
-    n_params = sum(int(np.prod([int(x) for x in t.ne])) for t in header_of(path).tensors)
-    return n_params >= STREAM_FROM and streamable(path)
-
-
-class GGUFWeights:
-    """A GGUF's tensors on demand, float32 in transformers' row order, from the mapped file."""
-
-    def __init__(self, path: Path) -> None:
-        from gguf import get_tensor_name_map
-        from transformers.modeling_gguf_pytorch_utils import TENSOR_PROCESSORS
-
-        from advisor.sensitivity.loader import _gguf_arch
-
-        self.path = Path(path)
-        self.header = header_of(path)
-        self.arch = str(self.header.kv["general.architecture"])
-        self.n_layers = int(self.header.kv.get(f"{self.arch}.block_count", 0))
-        self.config = gguf_config(self.header)
-        self.tensors = {t.name: t for t in self.header.tensors}
-        self._processor = TENSOR_PROCESSORS[self.arch](config=self.config.to_dict())
-        self._tmap = get_tensor_name_map(_gguf_arch(self.arch), self.n_layers)
-        self._fd = os.open(path, os.O_RDONLY)
-
-    @staticmethod
-    def names(path: Path) -> set[str]:
-        return {t.name for t in header_of(path).tensors}
-
-    def close(self) -> None:
-        os.close(self._fd)
-
-    def gguf_name(self, hf_name: str) -> str | None:
-        found = self._tmap.get_type_and_name(hf_name, try_suffixes=(".weight", ".bias"))
-        return found[1] if found is not None and found[1] in self.tensors else None
-
-    def _read(self, offset: int, nbytes: int) -> np.ndarray:
-        """Bytes of the file read into private memory (os.pread): pages of a mapped file would
-        count in the process's RSS until unmapped, a whole float model's worth by the end."""
-        out = np.empty(nbytes, dtype=np.uint8)
-        view, got = memoryview(out.data), 0
-        while got < nbytes:
-            n = os.preadv(self._fd, [view[got:]], offset + got)
-            if n <= 0:
-                raise ValueError(f"the file ends inside a tensor (offset {offset + got})")
-            got += n
-        return out
-
-    def _layout(self, name: str) -> tuple[Any, int, int, int]:
-        """(tensor info, rows, values per row, bytes per row)."""
-        t = self.tensors[name]
-        ne = [int(x) for x in t.ne]
-        rows = int(np.prod(ne[1:])) if len(ne) > 1 else 1
-        return t, rows, ne[0], int(t.nbytes) // rows
-
-    def tensor(self, name: str) -> np.ndarray:
-        t, rows, n, _ = self._layout(name)
-        raw = self._read(self.header.data_offset + t.offset, int(t.nbytes))
-        w = decode(raw, t.type, rows, n).reshape(tuple(reversed([int(x) for x in t.ne])))
-        return np.ascontiguousarray(self._processor.process(weights=w, name=name).weights)
-
-    def rows(self, name: str, index: np.ndarray) -> np.ndarray:
-        """Rows `index` of a 2-D tensor (embedding, head: stored unpermuted), float32."""
-        t, _, n, row_bytes = self._layout(name)
-        index = np.asarray(index)
-        base = self.header.data_offset + t.offset
-        if len(index) and np.all(np.diff(index) == 1):  # a range: one read
-            raw = self._read(base + int(index[0]) * row_bytes, len(index) * row_bytes)
-        else:
-            raw = np.concatenate([self._read(base + int(i) * row_bytes, row_bytes)
-                                  for i in index]) if len(index) else np.empty(0, np.uint8)
-        return decode(raw, t.type, len(index), n)
-
-
-class _Recorder(torch.nn.Module):
-    """Stands in for a decoder layer: records the keyword arguments the decoder passes it."""
-
-    def __init__(self, layer: torch.nn.Module, sink: list[dict[str, Any]]) -> None:
-        super().__init__()
-        self.attention_type = getattr(layer, "attention_type", None)
-        self._sink = sink
-
-    def forward(self, hidden: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        self._sink.append({k: v for k, v in kwargs.items()
-                           if k not in ("hidden_states", "past_key_values", "cache")}
-                          | {"use_cache": False})
-        return hidden
 
 
 Prepared = tuple["np.ndarray | None", Sequence[np.ndarray], "Sequence[np.ndarray] | None"]
@@ -204,84 +78,6 @@ class Candidates(Sequence[np.ndarray]):
         if isinstance(i, slice):
             return Candidates(self._items[i], self._shape)
         return decoded(*self._items[i], self._shape)
-
-
-class Sweep:
-    """The reference and every perturbed batch through the model, one layer at a time."""
-
-    def __init__(self, weights: GGUFWeights, windows: np.ndarray, first_scored: int,
-                 device: torch.device) -> None:
-        import transformers
-
-        self.w = weights
-        self.device = device
-        with torch.device("meta"):
-            model = transformers.AutoModelForCausalLM.from_config(
-                weights.config, dtype=torch.float32, trust_remote_code=False)
-        self.decoder = model.get_decoder()
-        rot = self.decoder.rotary_emb  # buffers computed at init: rebuilt off the meta device
-        self.decoder.rotary_emb = type(rot)(config=weights.config).to(device)
-        self.norm = self.materialize(self.decoder.norm, "model.norm.")
-        self.decoder.norm = self.norm
-        self.ids = torch.as_tensor(np.asarray(windows), dtype=torch.long)
-        self.batch, self.n_ctx = self.ids.shape
-        self.first_scored = first_scored
-        self.tied = "output.weight" not in weights.tensors
-        self.head_name = "token_embd.weight" if self.tied else "output.weight"
-        self.tokens, inverse = np.unique(self.ids.numpy(), return_inverse=True)
-        self._inverse = torch.as_tensor(inverse.reshape(self.ids.shape))
-        self.kwargs = self._record_kwargs()
-
-    def materialize(self, module: torch.nn.Module, prefix: str,
-                    replaced: Mapping[str, np.ndarray] | None = None) -> torch.nn.Module:
-        """A real copy of a meta `module` with its weights from the file (or `replaced`,
-        llama.cpp name -> values)."""
-        real = copy.deepcopy(module).to_empty(device=self.device)
-        state = {}
-        for local, _ in module.named_parameters():
-            name = self.w.gguf_name(prefix + local)
-            if name is None:
-                raise BadInput(f"{self.w.path.name} has no tensor for {prefix + local}",
-                               "is the file complete? convert or download it again")
-            values = (replaced or {}).get(name)
-            state[local] = torch.from_numpy(self.w.tensor(name) if values is None else values)
-        real.load_state_dict({k: v.to(self.device) for k, v in state.items()}, assign=True)
-        return real.eval()
-
-    def embed(self, rows: np.ndarray) -> torch.Tensor:
-        """Hidden states of the windows from the embedding rows of their distinct tokens."""
-        return torch.from_numpy(rows).to(self.device)[self._inverse.to(self.device)]
-
-    def _record_kwargs(self) -> list[dict[str, Any]]:
-        sink: list[dict[str, Any]] = []
-        layers = self.decoder.layers
-        self.decoder.layers = torch.nn.ModuleList([_Recorder(x, sink) for x in layers])
-        try:
-            hidden = torch.zeros(self.batch, self.n_ctx, self.w.config.hidden_size,
-                                 device=self.device)
-            self.decoder(inputs_embeds=hidden, use_cache=False)
-        finally:
-            self.decoder.layers = layers
-        return sink
-
-    def run_layer(self, layer: torch.nn.Module, i: int, hidden: torch.Tensor) -> torch.Tensor:
-        times = hidden.shape[0] // self.batch
-        kw = {k: _repeat_batch(v, self.batch, times) for k, v in self.kwargs[i].items()}
-        return _first(layer(hidden, **kw))
-
-    def logprobs(self, final: torch.Tensor, head: Callable[[int, int], np.ndarray]
-                 ) -> torch.Tensor:
-        """log-softmax (float64) at the scored positions of `final` (the last layer's output),
-        the head's rows `head(a, b)` taken a chunk at a time."""
-        normed = self.norm(final)[:, self.first_scored:, :].reshape(-1, final.shape[-1])
-        vocab = int(self.w.config.vocab_size)
-        logits = torch.empty(normed.shape[0], vocab, dtype=torch.float32, device=self.device)
-        for a in range(0, vocab, HEAD_CHUNK):
-            b = min(a + HEAD_CHUNK, vocab)
-            logits[:, a:b] = normed @ torch.from_numpy(head(a, b)).to(self.device).T
-        # float64 from the logits on (float32 normalisation error is the size of a Q8_0 KL), on
-        # the CPU: MPS has no float64
-        return torch.log_softmax(logits.cpu().double(), dim=-1)
 
 
 def mean_kl(ref: torch.Tensor, lq: torch.Tensor, times: int) -> list[float]:

@@ -91,9 +91,9 @@ def module_names(model: Any, architecture: str, n_layers: int) -> dict[str, str]
     import torch
     from gguf import get_tensor_name_map
 
-    from advisor.sensitivity.loader import _gguf_arch
+    from backends.gguf.layers import gguf_arch
 
-    tmap = get_tensor_name_map(_gguf_arch(architecture), n_layers)
+    tmap = get_tensor_name_map(gguf_arch(architecture), n_layers)
     out: dict[str, str] = {}
     for name, module in model.named_modules():
         if not isinstance(module, (torch.nn.Linear, torch.nn.Embedding)):

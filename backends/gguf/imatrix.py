@@ -247,9 +247,9 @@ def _chunks(session: LlamaSession, text: str, chunk_tokens: int,
 
 def streamed(gguf_path: Path) -> bool:
     """Whether the importance matrix of `gguf_path` comes from the streamed sweep
-    (advisor.sensitivity.importance: a float model of the llama layout from 400M parameters)
+    (backends.gguf.importance: a float model of the llama layout from 400M parameters)
     rather than from llama.cpp, which maps the whole file."""
-    from advisor.sensitivity.stream import streams
+    from backends.gguf.layers import streams
 
     return streams(gguf_path)
 
@@ -262,7 +262,7 @@ def compute_imatrix(gguf_path: Path, text: str, *, threads: int = 0,
     is not asked for."""
     t0 = time.perf_counter()
     if not process_output and streamed(gguf_path):
-        from advisor.sensitivity.importance import streamed_imatrix
+        from backends.gguf.importance import streamed_imatrix
         from backends.hf import torch_threads
 
         with LlamaSession(gguf_path, n_ctx=chunk_tokens, n_batch=chunk_tokens, threads=1,

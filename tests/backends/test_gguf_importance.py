@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import advisor.sensitivity.stream as stream
+import backends.gguf.layers as stream
 from advisor.inspect import inspect_model
 from backends.gguf.convert import convert_hf_to_gguf
 from backends.gguf.imatrix import compute_imatrix, imatrix_for, streamed

@@ -8,6 +8,7 @@ import pytest
 
 import advisor.sensitivity.measure as measure
 import advisor.sensitivity.stream as stream
+import backends.gguf.layers as layers
 from advisor.inspect import inspect_model
 from advisor.sensitivity import SensitivityConfig, SensitivityTable
 from advisor.sensitivity.measure import measure_sensitivity
@@ -30,7 +31,7 @@ def _both(path: Path, cfg: SensitivityConfig,
     space = gguf_plan_space(inspect_model(path), imatrix=False)
     streamed = measure_sensitivity(path, space, TEXT, config=cfg, threads=2)
     with monkeypatch.context() as m:
-        m.setattr(stream, "streamable", lambda p: False)
+        m.setattr(layers, "streamable", lambda p: False)
         in_memory = measure_sensitivity(path, space, TEXT, config=cfg, threads=2)
     return streamed, in_memory
 
@@ -41,7 +42,7 @@ def test_streamed_table_equals_the_in_memory_one(tmp_path: Path, tie: bool,
     build_tiny("llama", tmp_path / "hf", TEXT[:8000], num_hidden_layers=6,
                tie_word_embeddings=tie)
     path = convert_hf_to_gguf(inspect_model(tmp_path / "hf"), tmp_path / "gguf", out_type="F16")
-    assert stream.streamable(path)
+    assert layers.streamable(path)
     cfg = SensitivityConfig(n_ctx=16, anchors=3)
     streamed, in_memory = _both(path, cfg, monkeypatch)
     assert streamed.extra["streamed"] and "streamed" not in in_memory.extra
@@ -59,7 +60,7 @@ def test_streamed_table_equals_the_in_memory_one(tmp_path: Path, tie: bool,
 def test_only_the_llama_layout_is_streamed(tmp_path: Path) -> None:
     build_tiny("qwen2", tmp_path / "hf", TEXT[:8000])
     path = convert_hf_to_gguf(inspect_model(tmp_path / "hf"), tmp_path / "gguf", out_type="F16")
-    assert not stream.streamable(path)
+    assert not layers.streamable(path)
 
 
 def test_device_resolution() -> None:

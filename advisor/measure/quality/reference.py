@@ -25,10 +25,9 @@ from advisor.measure.quality.cache import (
 )
 from advisor.measure.quality.metrics import log_softmax
 from advisor.measure.quality.streamed import streamed_logits, tokenized_windows
-from advisor.sensitivity.stream import streams
 from advisor.textdata import WindowConfig, make_windows, text_sha256
 from backends.base import Runner
-from backends.gguf import gguf_file
+from backends.gguf import gguf_file, streams
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +109,9 @@ def reference_logprobs(reference: str | Path | RunnerFactory, text: str,
     `reference` is a GGUF file (or artifact directory) or a factory returning a loaded Runner
     whose context holds `cfg.n_ctx` tokens (the factory's runner is closed here; `identity` must
     then name what it loads). The reference's tokenizer cuts the text; candidates get the same
-    tokens. A GGUF of 400M parameters or more (stream.STREAM_FROM) is run streamed, on `device` (a
-    `--device` value; advisor.measure.quality.streamed). The cache lives under
-    `cache_root(cache_dir)/quality-ref/<key>`.
+    tokens. A GGUF of 400M parameters or more (backends.gguf.layers.STREAM_FROM) is run
+    streamed, on `device` (a `--device` value; advisor.measure.quality.streamed). The cache
+    lives under `cache_root(cache_dir)/quality-ref/<key>`.
     """
     cfg = cfg or WindowConfig()
     scored, ident = _open_reference(reference, identity, cfg, threads, device)

@@ -3,9 +3,8 @@
 llama.cpp maps the whole F16 reference to compute its logits: 5,069 MiB of peak RSS for the
 measure stage of a 1.7B model and 7,460 MiB at 3.0B, against issue 17's bound of 0.5 x the F16
 bytes + 1 GiB (2,656 and 3,856 MiB). From 400M parameters on
-(advisor.sensitivity.stream.STREAM_FROM, the importance matrix's threshold too), a model of the
-llama layout is instead run by the
-sensitivity stage's sweep (advisor.sensitivity.stream.Sweep): every window at once through one
+(backends.gguf.layers.STREAM_FROM, the importance matrix's threshold too), a model of the
+llama layout is instead run by backends.gguf.layers' Sweep: every window at once through one
 layer at a time, read from the file with pread (no mapping; the next layer read while this one
 runs), then the head a chunk of vocabulary rows at a time, one window at a time. Peak memory: two
 layers in float32, the windows' activations, one window's logits. On the random-weight 1.7B, 8
@@ -21,7 +20,6 @@ references are never mixed in one cache.
 from __future__ import annotations
 
 from collections.abc import Generator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -47,31 +45,14 @@ def streamed_logits(path: Path, windows: np.ndarray, cfg: WindowConfig, *, threa
     one window at a time."""
     import torch
 
-    from advisor.sensitivity.stream import HEAD_CHUNK, GGUFWeights, Sweep
+    from backends.gguf import HEAD_CHUNK, GGUFWeights, Sweep, run_decoder
     from backends.hf import resolve_device, torch_threads
 
     weights = GGUFWeights(path)
     try:
         with torch_threads(threads), torch.no_grad():
             s = Sweep(weights, windows, cfg.first_scored, torch.device(resolve_device(device)))
-            hidden = s.embed(weights.rows("token_embd.weight", s.tokens))
-
-            def read(i: int) -> dict[str, np.ndarray]:
-                names = (weights.gguf_name(f"model.layers.{i}.{n}")
-                         for n, _ in s.decoder.layers[i].named_parameters())
-                return {g: weights.tensor(g) for g in names if g is not None}
-
-            # the next layer is read and decoded while this one runs (libggml releases the GIL)
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") as ahead:
-                upcoming = ahead.submit(read, 0)
-                for i in range(weights.n_layers):
-                    values = upcoming.result()
-                    if i + 1 < weights.n_layers:
-                        upcoming = ahead.submit(read, i + 1)
-                    layer = s.materialize(s.decoder.layers[i], f"model.layers.{i}.", values)
-                    del values
-                    hidden = s.run_layer(layer, i, hidden)
-                    del layer
+            hidden = run_decoder(s, s.embed(weights.rows("token_embd.weight", s.tokens)))
             last = cfg.first_scored + cfg.n_scored
             normed = s.norm(hidden)[:, cfg.first_scored:last, :]
             del hidden

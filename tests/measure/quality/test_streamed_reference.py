@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import advisor.measure.quality.streamed as streamed
-import advisor.sensitivity.stream as stream
+import backends.gguf.layers as stream
 from advisor.inspect import inspect_model
 from advisor.measure.quality import WindowConfig, metrics, reference_logprobs
 from backends.gguf.convert import convert_hf_to_gguf
