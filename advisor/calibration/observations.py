@@ -35,6 +35,11 @@ class ModelDims:
         embedding = 0.0 if self.tied else file_bytes * self.vocab * self.hidden / self.params
         return file_bytes - embedding + 2 * self.layers * self.kv_dim * 2 * context
 
+    def decode_flops(self) -> float:
+        """Matmul FLOPs of one decoded token: 2 per weight of the layers and the LM head (the
+        embedding is a lookup unless tied to the head)."""
+        return 2 * (self.params - (0 if self.tied else self.vocab * self.hidden))
+
     def prefill_flops(self, tokens: int) -> float:
         """FLOPs of a prompt of `tokens` tokens: 2 per weight per token for the decoder layers,
         the LM head for the last token only (llama-bench and a server ask for its logits only),

@@ -99,7 +99,7 @@ def test_observations_turn_rows_into_work() -> None:
             assert o.seconds == pytest.approx(1 / float(row["tokens_per_s"]))
             assert 0.5 * float(row["size_gib"]) * GIB < o.amount < 1.1 * float(
                 row["size_gib"]) * GIB
-            assert o.fixed_units == dims.layers and o.flops == cpu.decode_flops(dims) > 0
+            assert o.fixed_units == dims.layers and o.flops == dims.decode_flops() > 0
         else:
             assert o.seconds == pytest.approx(n / float(row["tokens_per_s"]))
             assert o.amount > 2 * 0.7 * dims.params * n and o.fixed_units == 0
